@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""The course's test suite: every check CI runs, each counted as passed or failed.
+
+Run through `make test` (which builds .venv first) or `.ci/run`. Ends with one line
+`N passed, N failed` and exits non-zero when anything failed. Steps can be picked with
+`--only export,clean,...`; see STEPS at the bottom.
+"""
+from __future__ import annotations
+import argparse, json, os, shutil, subprocess, sys, tempfile, time, traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/"nbs"
+BIN = Path(sys.executable).parent
+RESULTS: list[tuple[str, bool, float, str]] = []
+ART = ROOT/"ci-artifacts"
+
+def notebooks() -> list[Path]:
+    return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+
+def sh(cmd, timeout=1800, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=kw.pop("cwd", ROOT), capture_output=True, text=True, timeout=timeout, **kw)
+
+def record(name: str, fn):
+    "Run one check; any exception is a failure whose message is printed."
+    t0 = time.perf_counter()
+    try:
+        fn(); ok, msg = True, ""
+    except Exception as e:
+        ok, msg = False, (str(e) or traceback.format_exc()).strip()
+    dt = time.perf_counter() - t0
+    RESULTS.append((name, ok, dt, msg))
+    print(f"{'PASS' if ok else 'FAIL'}  {dt:7.1f}s  {name}", flush=True)
+    if msg: print("      " + msg[-4000:].replace("\n", "\n      "), flush=True)
+
+def git_diff(*paths) -> str:
+    return sh(["git", "status", "--porcelain", "--", *paths]).stdout.strip()
+
+def run_ok(cmd, timeout=1800, **kw):
+    r = sh(cmd, timeout=timeout, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"`{' '.join(map(str, cmd))}` exited {r.returncode}\n{(r.stdout + r.stderr)[-6000:]}")
+    return r
+
+# --- steps -------------------------------------------------------------------------------------
+def step_export():
+    def f():
+        before = git_diff("pytorch_playground")
+        run_ok([BIN/"nbdev_export"])
+        after = git_diff("pytorch_playground")
+        if after != before: raise AssertionError(f"nbdev_export changed the package; run it and commit:\n{after}")
+    record("nbdev_export leaves no diff (notebooks and package in sync)", f)
+
+def step_clean():
+    def f():
+        before = git_diff("nbs")
+        run_ok([BIN/"nbdev_clean"])
+        after = git_diff("nbs")
+        if after != before: raise AssertionError(f"nbdev_clean changed notebooks; run it and commit:\n{after}")
+    record("nbdev_clean leaves no diff (notebooks clean of metadata noise)", f)
+
+def step_hygiene():
+    for p in notebooks():
+        def f(p=p):
+            nb = json.loads(p.read_text(encoding="utf-8"))
+            code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+            errs = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+            if errs: raise AssertionError(f"error output in code cells {errs}")
+            counts = [c["execution_count"] for c in code if c.get("execution_count") is not None]
+            if counts != sorted(counts) or len(set(counts)) != len(counts):
+                raise AssertionError("execution counts out of order: run the notebook top to bottom in a fresh kernel")
+            if code and not any(c.get("outputs") for c in code): raise AssertionError("no saved outputs")
+        record(f"{p.name}: saved outputs, no errors, run in order", f)
+
+def step_readme():
+    def f():
+        with tempfile.TemporaryDirectory() as d:
+            run_ok([sys.executable, ROOT/".ci/readme.py", "--out", Path(d)/"README.md"])
+            new = (Path(d)/"README.md").read_text(encoding="utf-8")
+        if new != (ROOT/"README.md").read_text(encoding="utf-8"):
+            raise AssertionError("README.md is not in step with nbs/index.ipynb: run `python .ci/readme.py` and commit")
+    record("README.md is generated from nbs/index.ipynb and in step", f)
+
+TIMES: dict[str, float] = {}
+def step_nbdev_test():
+    for p in notebooks():
+        def f(p=p):
+            t0 = time.perf_counter()
+            try: run_ok([BIN/"nbdev_test", "--path", p, "--do_print", "--timing"], timeout=900)
+            finally: TIMES[p.name] = time.perf_counter() - t0
+        record(f"nbdev_test {p.name}", f)
+    total = sum(TIMES.values())
+    print("\nPer-notebook nbdev_test times (budget: 60 s each, 300 s in all; printed, not asserted):")
+    for k, v in TIMES.items(): print(f"  {k:<34} {v:6.1f} s{'   over budget' if v > 60 else ''}")
+    print(f"  {'total':<34} {total:6.1f} s{'   over budget' if total > 300 else ''}\n")
+
+def step_proc_nbs():
+    record("nbdev_proc_nbs succeeds (docs pipeline up to Quarto)", lambda: run_ok([BIN/"nbdev_proc_nbs"], timeout=900))
+
+def step_learner_copies():
+    from pytorch_playground.exercises import make_student_copies, verify_student_copy, expected_checks
+    out = Path(tempfile.mkdtemp(prefix="learner-"))
+    written = make_student_copies(NBS, out)
+    for dest in written:
+        src = NBS/dest.name
+        if not expected_checks(json.loads(src.read_text(encoding="utf-8"))): continue
+        def f(src=src, dest=dest):
+            res = verify_student_copy(src, dest)
+            print(f"      {len(res)} checks fail on the learner copy, as they must")
+        record(f"learner copy of {src.name}: every exercise check fails", f)
+    def g():
+        bad = [p.name for p in notebooks() if p.name not in ("index.ipynb", "99_exercises.ipynb")
+               and not expected_checks(json.loads(p.read_text(encoding="utf-8")))]
+        if bad: raise AssertionError(f"chapters without exercise checks: {bad}")
+    record("every chapter has exercises", g)
+
+def step_pytest():
+    tests = sorted((ROOT/"tests").glob("test_*.py"))
+    if not tests:
+        print("no pytest files in tests/"); return
+    xml = Path(tempfile.mkdtemp())/"junit.xml"
+    r = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", "tests"], timeout=2400)
+    print(r.stdout[-6000:], r.stderr[-2000:])
+    import xml.etree.ElementTree as ET
+    if not xml.exists():
+        RESULTS.append(("pytest tests/", False, 0.0, f"pytest exited {r.returncode} without a report")); return
+    for tc in ET.parse(xml).getroot().iter("testcase"):
+        failed = tc.find("failure") is not None or tc.find("error") is not None
+        if tc.find("skipped") is not None: continue
+        RESULTS.append((f"pytest {tc.get('classname')}::{tc.get('name')}", not failed, float(tc.get("time", 0)), ""))
+
+STEPS = {"export": step_export, "clean": step_clean, "hygiene": step_hygiene, "readme": step_readme,
+         "nbdev_test": step_nbdev_test, "proc_nbs": step_proc_nbs, "learner": step_learner_copies,
+         "pytest": step_pytest}
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", default="", help="comma-separated steps: " + ",".join(STEPS))
+    args = ap.parse_args()
+    os.chdir(ROOT); ART.mkdir(exist_ok=True)
+    chosen = [s for s in args.only.split(",") if s] or list(STEPS)
+    t0 = time.perf_counter()
+    for s in chosen:
+        print(f"\n=== {s} ===", flush=True); t = time.perf_counter()
+        try: STEPS[s]()
+        except Exception as e: RESULTS.append((f"step {s}", False, 0.0, str(e))); print(f"FAIL step {s}: {e}")
+        print(f"--- {s}: {time.perf_counter() - t:.1f} s", flush=True)
+    failed = [r for r in RESULTS if not r[1]]
+    print(f"\nTotal time {time.perf_counter() - t0:.0f} s")
+    if failed:
+        print("Failed:"); [print("  -", r[0]) for r in failed]
+    print(f"{len(RESULTS) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+if __name__ == "__main__": main()
