@@ -70,6 +70,8 @@ def step_hygiene():
             if counts != sorted(counts) or len(set(counts)) != len(counts):
                 raise AssertionError("execution counts out of order: run the notebook top to bottom in a fresh kernel")
             if code and not any(c.get("outputs") for c in code): raise AssertionError("no saved outputs")
+            if nb.get("metadata", {}).get("kernelspec", {}).get("name") != "python3":
+                raise AssertionError("no python3 kernelspec: run `python .ci/kernelspec.py`")
         record(f"{p.name}: saved outputs, no errors, run in order", f)
 
 def step_readme():
@@ -129,8 +131,67 @@ def step_pytest():
         if tc.find("skipped") is not None: continue
         RESULTS.append((f"pytest {tc.get('classname')}::{tc.get('name')}", not failed, float(tc.get("time", 0)), ""))
 
+sys.path.insert(0, str(ROOT/".ci"))
+import learner_paths as lp
+KTIMES: dict[str, dict[str, float]] = {"nbs": {}, "copy": {}}
+
+def step_kernel():
+    "Every notebook in a fresh standard Jupyter kernel: from nbs/ (outputs compared with the saved ones) and from a copy elsewhere."
+    elsewhere = Path(tempfile.mkdtemp(prefix="course-copy-"))/"course"
+    shutil.copytree(NBS, elsewhere, ignore=shutil.ignore_patterns("_work", ".ipynb_checkpoints", "_proc"))
+    for p in notebooks():
+        def f(p=p):
+            t0 = time.perf_counter()
+            saved, fresh = lp.execute_in_kernel(p, cwd=NBS)
+            KTIMES["nbs"][p.name] = time.perf_counter() - t0
+            stale = lp.stale_outputs(saved, fresh)
+            if stale: raise AssertionError("saved outputs are stale (re-run with `make nb NB=...`):\n" + "\n".join(stale[:8]))
+        record(f"kernel run from nbs/, outputs current: {p.name}", f)
+        def g(p=p):
+            t0 = time.perf_counter()
+            lp.execute_in_kernel(elsewhere/p.name, cwd=elsewhere)
+            KTIMES["copy"][p.name] = time.perf_counter() - t0
+        record(f"kernel run from a copy elsewhere: {p.name}", g)
+    for k, v in KTIMES.items(): print(f"kernel runs ({k}): {sum(v.values()):.0f} s in all")
+
+def step_browser():
+    def f():
+        r = lp.browser_run_all("00_tensors.ipynb")
+        print(f"      JupyterLab Run All of 00_tensors: {r['cells']} code cells in {r['run_s']:.0f} s; screenshot in ci-artifacts/")
+        if r["errors"]: raise AssertionError(f"error outputs after Run All in JupyterLab: {r['errors'][:5]}")
+        if r["unrun_cells"]: raise AssertionError(f"cells left unrun after Run All: {r['unrun_cells'][:10]}")
+    record("JupyterLab in headless Chromium: Run All of chapter 00 shows no error", f)
+
+def step_docs():
+    def sidebar():
+        listed = lp.sidebar_entries()
+        missing = [p.name for p in notebooks() if p.name not in listed]
+        gone = [n for n in listed if not (NBS/n).exists()]
+        if missing or gone: raise AssertionError(f"sidebar.yml misses {missing}; lists missing files {gone}")
+    record("every chapter appears in the docs sidebar", sidebar)
+    def links():
+        bad = [f"{p.name} -> {l}" for p in notebooks() for l in lp.internal_links(json.loads(p.read_text(encoding="utf-8")))
+               if not (NBS/l).exists()]
+        if bad: raise AssertionError(f"links to chapters that do not exist: {bad}")
+    record("internal links between chapters resolve", links)
+    def proc_links():
+        proc = ROOT/"_proc"
+        if not proc.exists(): raise AssertionError("_proc/ missing: run the proc_nbs step first")
+        missing = [p.name for p in notebooks() if not (proc/p.name).exists()]
+        if missing: raise AssertionError(f"nbdev_proc_nbs did not write {missing}")
+    record("nbdev_proc_nbs wrote every chapter", proc_links)
+
+def step_colab():
+    for p in notebooks():
+        if p.name == "index.ipynb": continue
+        def f(p=p):
+            probs = lp.colab_problems(p)
+            if probs: raise AssertionError("; ".join(probs))
+        record(f"Colab badge and guarded install cell: {p.name}", f)
+
 STEPS = {"export": step_export, "clean": step_clean, "hygiene": step_hygiene, "readme": step_readme,
-         "nbdev_test": step_nbdev_test, "proc_nbs": step_proc_nbs, "learner": step_learner_copies,
+         "colab": step_colab, "nbdev_test": step_nbdev_test, "proc_nbs": step_proc_nbs, "docs": step_docs,
+         "kernel": step_kernel, "browser": step_browser, "learner": step_learner_copies,
          "pytest": step_pytest}
 
 def main():

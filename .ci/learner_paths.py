@@ -1,0 +1,166 @@
+"""Checks of the paths learners take: a standard Jupyter kernel, JupyterLab in a real browser,
+the docs pipeline, and Colab. Imported by .ci/checks.py, which counts each check."""
+from __future__ import annotations
+import json, os, re, secrets, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/"nbs"
+ART = ROOT/"ci-artifacts"
+COLAB = "https://colab.research.google.com/github/pytorch-playground/pytorch-playground/blob/main/nbs/"
+
+def notebooks() -> list[Path]:
+    return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+
+def _src(c) -> str:
+    return "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+
+def _skipped(c) -> bool:
+    "Cells nbdev_test skips by default (`#| slow`, `#| cuda`, `#| eval: false`), so a kernel run skips them too."
+    for line in _src(c).splitlines():
+        s = line.replace(" ", "")
+        if not s.startswith("#|"): break
+        if s in ("#|slow", "#|cuda", "#|eval:false"): return True
+    return False
+
+# --- a standard Jupyter kernel ------------------------------------------------------------------
+def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
+    "Run a notebook top to bottom in a fresh kernel, as Run All does, skipping slow/cuda cells; raise on error."
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    saved = [c for c in nb.cells]
+    keep = [c for c in nb.cells if not (c.cell_type == "code" and _skipped(c))]
+    run = nbformat.v4.new_notebook(cells=[nbformat.from_dict(json.loads(json.dumps(c))) for c in keep], metadata=nb.metadata)
+    client = NotebookClient(run, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute()
+    return keep, run.cells
+
+_TIMING = re.compile(r"(\d[\d.,]*\s*(s|ms|µs|us|sec|seconds|min|it/s|img/s|images/s|samples/s)\b)|time|took|elapsed|speed|ratio|×|latency|/s\b", re.I)
+
+def _stdout(c) -> list[str]:
+    lines = []
+    for o in c.get("outputs", []):
+        if o.get("output_type") == "stream" and o.get("name") == "stdout":
+            lines += "".join(o.get("text", "")).splitlines()
+        elif o.get("output_type") in ("execute_result",) and "text/plain" in o.get("data", {}):
+            t = o["data"]["text/plain"]; lines += ("".join(t) if isinstance(t, list) else t).splitlines()
+    return [l.rstrip() for l in lines if not _TIMING.search(l) and not re.search(r"0x[0-9a-f]{6,}", l)]
+
+def stale_outputs(saved_cells, fresh_cells) -> list[str]:
+    "Cells whose saved printed output differs from a fresh run's (timing lines ignored)."
+    diffs = []
+    for i, (a, b) in enumerate(zip(saved_cells, fresh_cells)):
+        if a.cell_type != "code": continue
+        sa, sb = _stdout(a), _stdout(b)
+        if sa != sb:
+            first = next(((x, y) for x, y in zip(sa + [""] * 99, sb + [""] * 99) if x != y), ("", ""))
+            diffs.append(f"cell {i}: saved {first[0]!r} but fresh run printed {first[1]!r}")
+    return diffs
+
+# --- JupyterLab in headless Chromium ------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def wait_http(url: str, timeout: float, proc=None):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None: raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200: return
+        except Exception: time.sleep(0.5)
+    raise TimeoutError(f"no answer from {url} in {timeout:.0f} s")
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        p = shutil.which(name)
+        if p: return p
+    raise FileNotFoundError("Debian's chromium is not installed: `apt-get install chromium` (.ci/run does this)")
+
+# the kernel is ready when JupyterLab's status bar or toolbar says so
+_KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(e => /\\|\\s*Idle/.test(e.textContent || ''))"""
+
+def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 300) -> dict:
+    "Open a chapter in JupyterLab in headless Chromium, Run All through the UI, save, and inspect the result."
+    from playwright.sync_api import sync_playwright
+    work = Path(tempfile.mkdtemp(prefix="lab-"))
+    shutil.copytree(NBS, work/"nbs", ignore=shutil.ignore_patterns("_work", ".ipynb_checkpoints"))
+    token, port = secrets.token_hex(16), free_port()
+    log = open(ART/"jupyterlab.log", "w")
+    lab = subprocess.Popen([str(Path(sys.executable).parent/"jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                            f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work/'nbs'}",
+                            "--ServerApp.open_browser=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_CONFIG_DIR": str(work/".jupyter")})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 90, lab)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{nb_name}?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            # the kernel is up when the toolbar's status says Idle
+            page.wait_for_timeout(3000)
+            if page.locator(".jp-Dialog").count():  # a notebook without a kernelspec asks which kernel
+                page.locator(".jp-Dialog button.jp-mod-accept").click()
+            try:
+                page.wait_for_function(_KERNEL_IDLE, timeout=120_000, polling=500)
+            except Exception:
+                page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png")); raise
+            page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)   # the Run menu
+            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
+            t0, saved = time.time(), work/"nbs"/nb_name
+            while True:  # JupyterLab renders only visible cells, so judge progress from the saved file
+                page.wait_for_timeout(2000)
+                if page.evaluate(_KERNEL_IDLE):
+                    page.keyboard.press("Control+s"); page.wait_for_timeout(1500)
+                    code = [c for c in json.loads(saved.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+                    if all(c.get("execution_count") for c in code) or any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])):
+                        break
+                if time.time() - t0 > timeout:
+                    page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png"))
+                    raise TimeoutError(f"Run All of {nb_name} did not finish in {timeout:.0f} s")
+            run_s = time.time() - t0
+            errors_on_page = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
+            page.screenshot(path=str(ART/f"jupyterlab-{nb_name}.png"), full_page=False)
+            browser.close()
+        nb = json.loads((work/"nbs"/nb_name).read_text(encoding="utf-8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        errors = [o.get("ename", "") + ": " + o.get("evalue", "") for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        unrun = [i for i, c in enumerate(code) if c.get("execution_count") is None]
+        return {"run_s": run_s, "errors": errors, "unrun_cells": unrun, "cells": len(code), "red_on_page": errors_on_page}
+    finally:
+        lab.terminate()
+        try: lab.wait(20)
+        except subprocess.TimeoutExpired: lab.kill()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+# --- docs pipeline and Colab ----------------------------------------------------------------------
+def sidebar_entries() -> list[str]:
+    return re.findall(r"-\s+(\S+\.ipynb)", (NBS/"sidebar.yml").read_text(encoding="utf-8"))
+
+def internal_links(nb: dict) -> list[str]:
+    links = []
+    for c in nb["cells"]:
+        if c["cell_type"] == "markdown":
+            links += re.findall(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)", _src(c))
+    return links
+
+def colab_problems(path: Path) -> list[str]:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    probs = []
+    md = "\n".join(_src(c) for c in nb["cells"][:4] if c["cell_type"] == "markdown")
+    badges = re.findall(r"colab\.research\.google\.com/github/[^)\s]+", md)
+    if not badges: probs.append("no Open-in-Colab badge in the first cells")
+    elif badges[0] != (COLAB + path.name).split("://", 1)[1]:
+        probs.append(f"the badge points at {badges[0]}, not at this notebook")
+    installs = [c for c in nb["cells"] if c["cell_type"] == "code" and "pip install" in _src(c)]
+    if not installs: probs.append("no Colab install cell")
+    for c in installs:
+        s = _src(c)
+        if 'if "google.colab" in sys.modules' not in s and "if 'google.colab' in sys.modules" not in s:
+            probs.append("an install cell is not guarded by `\"google.colab\" in sys.modules`")
+    return probs
