@@ -146,7 +146,7 @@ def internal_links(nb: dict) -> list[str]:
     links = []
     for c in nb["cells"]:
         if c["cell_type"] == "markdown":
-            links += re.findall(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)", _src(c))
+            links += [l for l in re.findall(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)", _src(c)) if "://" not in l]
     return links
 
 def colab_problems(path: Path) -> list[str]:
