@@ -177,6 +177,12 @@ def step_docs():
                if not (NBS/l).exists()]
         if bad: raise AssertionError(f"links to chapters that do not exist: {bad}")
     record("internal links between chapters resolve", links)
+    for p in notebooks():
+        def imports(p=p):
+            bad = lp.mixed_import_cells(p)
+            if bad: raise AssertionError("imports must stand in cells of their own (nbdev's docs build runs such cells "
+                                         "out of context): " + "; ".join(bad[:6]))
+        record(f"imports in cells of their own: {p.name}", imports)
     def proc_links():
         proc = ROOT/"_proc"
         if not proc.exists(): raise AssertionError("_proc/ missing: run the proc_nbs step first")

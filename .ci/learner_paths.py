@@ -40,12 +40,13 @@ def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
 _TIMING = re.compile(r"(\d[\d.,]*\s*(s|ms|µs|us|sec|seconds|min|it/s|img/s|images/s|samples/s)\b)|time|took|elapsed|speed|ratio|×|latency|/s\b", re.I)
 
 def _stdout(c) -> list[str]:
-    lines = []
+    text = ""  # the kernel may split one print into several stream chunks: join them before splitting lines
     for o in c.get("outputs", []):
         if o.get("output_type") == "stream" and o.get("name") == "stdout":
-            lines += "".join(o.get("text", "")).splitlines()
+            text += "".join(o.get("text", ""))
         elif o.get("output_type") in ("execute_result",) and "text/plain" in o.get("data", {}):
-            t = o["data"]["text/plain"]; lines += ("".join(t) if isinstance(t, list) else t).splitlines()
+            t = o["data"]["text/plain"]; text += ("".join(t) if isinstance(t, list) else t) + "\n"
+    lines = text.splitlines()
     return [l.rstrip() for l in lines if not _TIMING.search(l) and not re.search(r"0x[0-9a-f]{6,}", l)]
 
 def stale_outputs(saved_cells, fresh_cells) -> list[str]:
@@ -164,3 +165,23 @@ def colab_problems(path: Path) -> list[str]:
         if 'if "google.colab" in sys.modules' not in s and "if 'google.colab' in sys.modules" not in s:
             probs.append("an install cell is not guarded by `\"google.colab\" in sys.modules`")
     return probs
+
+def mixed_import_cells(path: Path) -> list[str]:
+    """Cells that nbdev's docs build would execute out of context: it runs every cell holding an
+    import (anywhere in it) to prepare `show_doc`, so such a cell must hold imports only."""
+    import ast
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    bad = []
+    for i, c in enumerate(nb["cells"]):
+        if c["cell_type"] != "code": continue
+        src = _src(c)
+        dirs = [l.replace(" ", "") for l in src.splitlines() if l.replace(" ", "").startswith("#|")]
+        if any(d.startswith(("#|export", "#|exec_doc", "#|eval:false")) for d in dirs): continue
+        code = "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("!", "%")))
+        try: tree = ast.parse(code)
+        except SyntaxError: continue
+        if "google.colab" in src: continue  # the guarded install cell: harmless anywhere
+        has_import = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+        if has_import and any(not isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body):
+            bad.append(f"cell {i}: {src.strip().splitlines()[0][:70]!r}")
+    return bad

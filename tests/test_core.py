@@ -1,0 +1,88 @@
+"Fast checks of pytorch_playground.core: get_device and seed_everything."
+import os, random
+
+import numpy as np
+import pytest
+import torch
+
+from pytorch_playground.core import get_device, seed_everything
+
+
+@pytest.fixture
+def restore_global_state():
+    "Save torch's global determinism flags and the environment variables seed_everything sets; restore them after."
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    env = {k: os.environ.get(k) for k in ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG")}
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+    for k, v in env.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+
+
+def _draws():
+    return (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist(), torch.randn(2, 2).tolist())
+
+
+def test_get_device_matches_availability():
+    d = get_device()
+    assert isinstance(d, torch.device)
+    if torch.cuda.is_available(): assert d.type == "cuda"
+    elif torch.backends.mps.is_available(): assert d.type == "mps"
+    else: assert d == torch.device("cpu")
+    assert torch.zeros(1, device=d).device.type == d.type   # the device is usable
+
+
+def test_get_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert get_device() == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert get_device() == torch.device("cpu")
+
+
+def test_seed_everything_reproduces_python_numpy_torch(restore_global_state):
+    assert seed_everything(123) == 123
+    first = _draws()
+    seed_everything(123)
+    assert _draws() == first
+    seed_everything(124)
+    assert _draws() != first
+    assert os.environ["PYTHONHASHSEED"] == "124"
+
+
+def test_seed_everything_seeds_each_generator(restore_global_state):
+    seed_everything(5)
+    got = _draws()
+    random.seed(5); np.random.seed(5); torch.manual_seed(5)
+    assert got == _draws()
+
+
+def test_seed_everything_accepts_numpy_ints(restore_global_state):
+    assert seed_everything(np.int64(9)) == 9
+    assert isinstance(seed_everything(np.int32(9)), int)
+
+
+def test_deterministic_flag(restore_global_state):
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    seed_everything(0)   # deterministic=False changes none of the flags
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (True, False)
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (-1, ValueError, "out of range"), (2**32, ValueError, "out of range"),
+    (1.5, TypeError, "must be an int"), ("42", TypeError, "must be an int"),
+    (True, TypeError, "must be an int"), (None, TypeError, "must be an int")])
+def test_seed_everything_rejects_bad_seeds(bad, exc, msg, restore_global_state):
+    with pytest.raises(exc, match=msg): seed_everything(bad)

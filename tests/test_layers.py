@@ -1,0 +1,130 @@
+"Robustness of pytorch_playground.layers on inputs other than the notebook's."
+import pytest
+import torch
+import torch.nn as nn
+from pytorch_playground.layers import (ConvWithBatchNorm, conv_output_size, count_parameters,
+                                       BrokenLinearStack, LinearStack, init_weights)
+
+
+@pytest.mark.parametrize("size,k,s,p", [(32, 3, 1, 1), (32, 5, 2, 2), (17, 4, 3, 0), (9, 9, 1, 0), (64, 7, 2, 3), (5, 1, 1, 0)])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_conv_with_batchnorm_shapes_match_formula(size, k, s, p, batch_norm):
+    layer = ConvWithBatchNorm(3, 5, k, stride=s, padding=p, batch_norm=batch_norm)
+    out = layer(torch.randn(2, 3, size, size))
+    side = (size - k + 2 * p) // s + 1
+    assert conv_output_size(size, k, s, p) == side
+    assert out.shape == (2, 5, side, side)
+
+
+def test_conv_with_batchnorm_defaults_and_structure():
+    plain = ConvWithBatchNorm(2, 4, 3)
+    assert isinstance(plain.conv, nn.Conv2d) and plain.bn is None
+    assert plain.conv.stride == (1, 1) and plain.conv.padding == (0, 0)
+    assert count_parameters(plain) == 2 * 4 * 9 + 4
+    with_bn = ConvWithBatchNorm(2, 4, 3, batch_norm=True)
+    assert isinstance(with_bn.bn, nn.BatchNorm2d) and with_bn.bn.num_features == 4
+    assert count_parameters(with_bn) == 2 * 4 * 9 + 2 * 4
+    # no activation: outputs can be negative
+    assert (plain(torch.randn(1, 2, 8, 8)) < 0).any()
+    assert not any(isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU)) for m in with_bn.modules())
+
+
+def test_conv_with_batchnorm_keyword_and_positional_call():
+    a = ConvWithBatchNorm(in_channels=1, out_channels=2, kernel_size=3, stride=2, padding=1, batch_norm=True)
+    b = ConvWithBatchNorm(1, 2, 3, 2, 1, True)
+    x = torch.randn(4, 1, 10, 10)
+    assert a(x).shape == b(x).shape == (4, 2, 5, 5)
+
+
+def test_conv_with_batchnorm_normalises_in_train_and_uses_running_stats_in_eval():
+    torch.manual_seed(0)
+    layer = ConvWithBatchNorm(1, 3, 3, padding=1, batch_norm=True)
+    y = layer(torch.randn(16, 1, 12, 12) * 4 + 7).detach()
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+    layer.eval()
+    one = layer(torch.randn(1, 1, 12, 12))
+    assert one.shape == (1, 3, 12, 12)
+
+
+def test_conv_with_batchnorm_equals_conv_then_bn():
+    torch.manual_seed(0)
+    layer = ConvWithBatchNorm(2, 3, 3, stride=1, padding=1, batch_norm=True)
+    x = torch.randn(4, 2, 6, 6)
+    ref = nn.BatchNorm2d(3)
+    ref.load_state_dict(layer.bn.state_dict())
+    torch.testing.assert_close(layer(x), ref(layer.conv(x)))
+
+
+def test_conv_with_batchnorm_backward_and_rect_kernels():
+    layer = ConvWithBatchNorm(3, 4, (3, 5), stride=(2, 1), padding=(1, 2), batch_norm=True)
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (2, 4, 5, 9)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and layer.conv.weight.grad is not None
+
+
+def test_conv_with_batchnorm_errors_name_the_fix():
+    with pytest.raises(ValueError, match="in_channels=3"):
+        ConvWithBatchNorm(1, 4, 3)(torch.randn(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="positive int"):
+        ConvWithBatchNorm(3, 0, 3)
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_output_size(3, 5)
+
+
+def test_conv_with_batchnorm_moves_with_the_model():
+    layer = ConvWithBatchNorm(1, 2, 3, batch_norm=True).double()
+    assert layer(torch.randn(2, 1, 5, 5, dtype=torch.float64)).dtype == torch.float64
+    assert set(layer.state_dict()) == {"conv.weight", "bn.weight", "bn.bias", "bn.running_mean",
+                                       "bn.running_var", "bn.num_batches_tracked"}
+
+
+@pytest.mark.parametrize("n,f", [(5, 10), (1, 3), (7, 4)])
+def test_linear_stacks(n, f):
+    broken, fixed = BrokenLinearStack(n, f), LinearStack(n, f)
+    x = torch.randn(2, f)
+    assert broken(x).shape == fixed(x).shape == (2, f)
+    assert count_parameters(broken) == 0 and len(broken.state_dict()) == 0
+    assert count_parameters(fixed) == n * (f * f + f) and len(fixed.state_dict()) == 2 * n
+    with pytest.raises(ValueError, match="empty parameter list"):
+        torch.optim.SGD(broken.parameters(), lr=0.1)
+
+
+def test_default_stack_is_five_linears():
+    assert count_parameters(LinearStack()) == 550
+    assert len(LinearStack().layers) == 5 and len(BrokenLinearStack().layers) == 5
+
+
+def test_count_parameters_trainable_only():
+    m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    m[0].requires_grad_(False)
+    assert count_parameters(m) == 16 + 10
+    assert count_parameters(m, trainable_only=True) == 10
+
+
+def test_init_weights_schemes():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(800, 400), nn.BatchNorm1d(400))
+    assert init_weights(m, "uniform", a=-0.02, b=0.03) is m
+    for layer in (m[0], m[3]):
+        assert layer.weight.min() >= -0.02 and layer.weight.max() <= 0.03
+        assert torch.equal(layer.bias.detach(), torch.zeros_like(layer.bias))
+    assert torch.equal(m[4].weight.detach(), torch.ones(400))     # BatchNorm untouched
+    init_weights(m, "kaiming")
+    torch.testing.assert_close(m[3].weight.std().item(), (2 / 800) ** 0.5, rtol=0.03, atol=0)
+    init_weights(m, "xavier")
+    torch.testing.assert_close(m[3].weight.std().item(), (2 / 1200) ** 0.5, rtol=0.03, atol=0)
+
+
+def test_init_weights_bad_arguments():
+    with pytest.raises(ValueError, match="use one of"):
+        init_weights(nn.Linear(2, 2), "orthogonal")
+    with pytest.raises(ValueError, match="a < b"):
+        init_weights(nn.Linear(2, 2), "uniform", a=0.5, b=0.5)
+
+
+def test_init_weights_reaches_nested_and_biasless_layers():
+    m = nn.Sequential(ConvWithBatchNorm(1, 4, 3, batch_norm=True), nn.Sequential(nn.Linear(4, 4, bias=False)))
+    init_weights(m, "uniform", a=0.5, b=0.6)
+    assert m[0].conv.weight.min() >= 0.5 and m[1][0].weight.min() >= 0.5
