@@ -127,6 +127,8 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     fresh, _ = make(seed=7)
     fresh.load_state_dict(best)  # best.pt is a plain state_dict
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    umask = os.umask(0); os.umask(umask)
+    assert (tmp_path / "best.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private temp file
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -147,7 +149,8 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_resume_errors(tmp_path):
     model, opt = make()
-    with pytest.raises(FileNotFoundError, match="no checkpoint"): run(model, opt, 2, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"): run(model, opt, 2, checkpoint_dir=tmp_path / "new", resume=True)
+    assert not (tmp_path / "new").exists()  # a failed resume creates nothing
     with pytest.raises(ValueError, match="needs checkpoint_dir"): run(model, opt, 2, resume=True)
     run(model, opt, 1, checkpoint_dir=tmp_path)
     other = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -174,7 +177,8 @@ def test_keyboard_interrupt_returns_the_history_and_keeps_last_pt(tmp_path, caps
     model, opt = make()
     hist = run(model, opt, 5, checkpoint_dir=tmp_path, callbacks=[CtrlC(), AfterFit()])
     assert len(hist) == 2 and calls == [2]
-    assert "interrupted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "after 2 completed epochs" in out
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
 
 
@@ -218,6 +222,7 @@ def test_bad_inputs_get_clear_errors():
         run(stray, torch.optim.SGD(stray.parameters(), lr=0.1), 1)
     triples = DataLoader(TensorDataset(X, y, y), batch_size=8)
     with pytest.raises(TypeError, match=r"\(inputs, targets\) pair"): run(model, opt, 1, dls=(triples, valid))
+    with pytest.raises(TypeError, match="must be tensors"): run(model, opt, 1, dls=([([1.0] * 4, y[:1])], valid))
     with pytest.raises(ValueError, match="grad_accum_steps"): run(model, opt, 1, grad_accum_steps=0)
     with pytest.raises(ValueError, match="clash"): run(model, opt, 1, metrics={"valid_loss": accuracy})
     with pytest.raises(TypeError, match="none of the hooks"): run(model, opt, 1, callbacks=[object()])
@@ -320,3 +325,20 @@ def test_distributed_single_process_world(tmp_path):
     best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in best)
     make()[0].load_state_dict(best)
+
+
+def test_fit_draws_no_random_numbers_of_its_own(tmp_path, capsys):
+    "With checkpoints and the progress bar on, fit leaves torch, NumPy and Python RNGs where the plain loop does."
+    import random
+    import numpy as np
+    def rng(): return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    m1, o1 = make(); torch.manual_seed(1); np.random.seed(1); random.seed(1)
+    plain_loop(m1, o1, *loaders(), nn.CrossEntropyLoss(), 2)
+    after_plain = rng()
+    m2, o2 = make(); torch.manual_seed(1); np.random.seed(1); random.seed(1)
+    fit(m2, *loaders(), nn.CrossEntropyLoss(), o2, 2, device=CPU, checkpoint_dir=tmp_path, progress=True,
+        metrics={"accuracy": accuracy})
+    after_fit = rng()
+    assert torch.equal(after_plain[0], after_fit[0])
+    assert (after_plain[1] == after_fit[1]).all() and after_plain[2] == after_fit[2]
+    assert same(weights(m1), weights(m2))
