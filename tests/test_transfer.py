@@ -1,0 +1,121 @@
+"""Fast checks of pytorch_playground.transfer: freeze / unfreeze / replace_head on several torchvision
+architectures (built with weights=None, never downloaded) and the offline weights loader."""
+import urllib.request
+import pytest
+import torch
+from torch import nn
+from torchvision import models
+from pytorch_playground.transfer import (Head, SmallConvNet, WeightsNotFound, freeze, load_pretrained,
+                                         param_summary, replace_head, unfreeze, weights_file)
+
+# architecture -> in_features of the Linear layer that replace_head replaces
+ARCHS = {"resnet18": 512, "mobilenet_v3_small": 1024, "efficientnet_b0": 1280, "vgg11": 4096}
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def arch(request): return request.param
+
+def _n(params): return sum(p.numel() for p in params)
+
+def test_freeze_then_replace_head_trains_only_the_head(arch):
+    model = models.get_model(arch, weights=None)
+    assert freeze(model) is model
+    assert not any(p.requires_grad for p in model.parameters())
+    out = replace_head(model, 3, hidden=16)
+    assert out is model
+    heads = [m for m in model.modules() if isinstance(m, Head)]
+    assert len(heads) == 1
+    head = heads[0]
+    assert [type(m) for m in head] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert (head[0].in_features, head[0].out_features, head[3].out_features) == (ARCHS[arch], 16, 3)
+    assert head[2].p == 0.2
+    s = param_summary(model)
+    assert s.loc["total", "trainable"] == _n(head.parameters()) == ARCHS[arch] * 16 + 16 + 16 * 3 + 3
+    assert s.loc["total", "trainable"] + s.loc["total", "frozen"] == _n(model.parameters())
+    model.eval()
+    with torch.no_grad(): assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+
+def test_replace_head_keeps_the_rest_trainable_when_not_frozen():
+    model = models.resnet18(weights=None)
+    replace_head(model, 4)
+    assert all(p.requires_grad for p in model.parameters())
+    assert param_summary(model).loc["total", "frozen"] == 0
+
+def test_replace_head_keeps_partial_freezing():
+    model = unfreeze(freeze(models.mobilenet_v3_small(weights=None)), "features.12")
+    replace_head(model, 2)
+    assert all(p.requires_grad for p in model.features[12].parameters())
+    assert not any(p.requires_grad for p in model.features[11].parameters())
+    assert not model.classifier[0].weight.requires_grad  # the classifier's earlier Linear keeps its state
+
+def test_replace_head_twice_replaces_instead_of_nesting():
+    for model, in_f in ((models.resnet18(weights=None), 512), (models.mobilenet_v3_small(weights=None), 1024)):
+        replace_head(replace_head(model, 5), 7, hidden=8)
+        heads = [m for m in model.modules() if isinstance(m, Head)]
+        assert len(heads) == 1 and heads[0][0].in_features == in_f and heads[0][3].out_features == 7
+
+def test_replace_head_linear_classifier_and_dtype():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__(); self.body = nn.Linear(4, 6); self.classifier = nn.Linear(6, 10)
+        def forward(self, x): return self.classifier(self.body(x))
+    m = replace_head(Tiny().double(), 3, hidden=5)
+    assert isinstance(m.classifier, Head) and m.classifier[0].in_features == 6
+    assert m.classifier[0].weight.dtype == torch.float64
+    assert m(torch.rand(2, 4, dtype=torch.float64)).shape == (2, 3)
+
+def test_replace_head_errors():
+    with pytest.raises(TypeError, match=r"cannot find the classifier of Sequential.*Replace the head by hand"):
+        replace_head(nn.Sequential(nn.Conv2d(1, 2, 3)), 3)
+    with pytest.raises(ValueError, match="n_classes must be"): replace_head(models.resnet18(weights=None), 0)
+    with pytest.raises(ValueError, match="hidden must be"): replace_head(models.resnet18(weights=None), 2, hidden=0)
+    with pytest.raises(ValueError, match="dropout must be"): replace_head(models.resnet18(weights=None), 2, dropout=1.0)
+
+def test_unfreeze():
+    m = freeze(models.resnet18(weights=None))
+    unfreeze(m, "layer4", "fc")
+    s = param_summary(m)
+    assert s.loc["layer4", "frozen"] == 0 and s.loc["fc", "frozen"] == 0 and s.loc["layer3", "trainable"] == 0
+    with pytest.raises(ValueError, match=r"no part named 'layer9'.*\['conv1', 'bn1'"):
+        unfreeze(freeze(m), "layer1", "layer9")
+    assert param_summary(m).loc["total", "trainable"] == 0  # nothing changed
+    assert param_summary(unfreeze(m)).loc["total", "frozen"] == 0
+
+def test_small_conv_net():
+    net = SmallConvNet(n_classes=5)
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 5)
+    replace_head(freeze(net), 3)
+    assert net.fc[0].in_features == 256 and param_summary(net).loc["layer2", "trainable"] == 0
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    def no_network(*a, **k): raise AssertionError("load_pretrained touched the network")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    yield tmp_path
+    torch.hub.set_dir(old)
+
+def test_missing_weights_say_how_to_get_them(hub_dir):
+    w = models.ResNet18_Weights.DEFAULT
+    assert weights_file(w) == hub_dir/"checkpoints"/"resnet18-f37072fd.pth"
+    with pytest.raises(WeightsNotFound) as e: load_pretrained("resnet18")
+    msg = str(e.value)
+    assert "not on this machine" in msg and w.url in msg and "download=True" in msg and "path=" in msg
+    assert isinstance(e.value, FileNotFoundError)
+    with pytest.raises(WeightsNotFound): load_pretrained("resnet18", path=hub_dir/"nope.pth", download=True)
+
+def test_weights_found_in_hub_cache_and_at_a_path(hub_dir):
+    sd = models.resnet18(weights=None).state_dict()
+    (hub_dir/"checkpoints").mkdir()
+    torch.save(sd, hub_dir/"checkpoints"/"resnet18-f37072fd.pth")
+    m = load_pretrained("resnet18", models.ResNet18_Weights.IMAGENET1K_V1)
+    assert torch.equal(m.conv1.weight, sd["conv1.weight"])
+    torch.save(sd, hub_dir/"mine.pth")
+    assert torch.equal(load_pretrained("resnet18", "DEFAULT", path=hub_dir/"mine.pth").fc.weight, sd["fc.weight"])
+
+def test_bad_names_and_files(hub_dir):
+    with pytest.raises(ValueError, match="no model named"): load_pretrained("resnet1800")
+    with pytest.raises(ValueError, match="IMAGENET1K_V1"): load_pretrained("resnet18", "IMAGENET9K")
+    (hub_dir/"junk.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot be read as a weight file"): load_pretrained("resnet18", path=hub_dir/"junk.pth")
