@@ -49,14 +49,28 @@ def _stdout(c) -> list[str]:
     lines = text.splitlines()
     return [l.rstrip() for l in lines if not _TIMING.search(l) and not re.search(r"0x[0-9a-f]{6,}", l)]
 
+_NUM = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+def _same_line(a: str, b: str) -> bool:
+    """Equal text, equal integers (shapes, counts), and decimals within 5% or 1e-3: a fresh run on
+    another machine or thread count may round the last digit of a float differently."""
+    if a == b: return True
+    if _NUM.sub("#", a) != _NUM.sub("#", b): return False
+    for x, y in zip(_NUM.findall(a), _NUM.findall(b)):
+        if x == y: continue
+        if not any(ch in x + y for ch in ".e"): return False  # integers must match exactly
+        fx, fy = float(x), float(y)
+        if abs(fx - fy) > max(0.05 * max(abs(fx), abs(fy)), 1e-3): return False
+    return True
+
 def stale_outputs(saved_cells, fresh_cells) -> list[str]:
-    "Cells whose saved printed output differs from a fresh run's (timing lines ignored)."
+    "Cells whose saved printed output differs from a fresh run's (timing lines ignored, float rounding tolerated)."
     diffs = []
     for i, (a, b) in enumerate(zip(saved_cells, fresh_cells)):
         if a.cell_type != "code": continue
         sa, sb = _stdout(a), _stdout(b)
-        if sa != sb:
-            first = next(((x, y) for x, y in zip(sa + [""] * 99, sb + [""] * 99) if x != y), ("", ""))
+        if len(sa) != len(sb) or not all(_same_line(x, y) for x, y in zip(sa, sb)):
+            first = next(((x, y) for x, y in zip(sa + [""] * 99, sb + [""] * 99) if not _same_line(x, y)), ("", ""))
             diffs.append(f"cell {i}: saved {first[0]!r} but fresh run printed {first[1]!r}")
     return diffs
 

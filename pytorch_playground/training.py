@@ -349,6 +349,12 @@ def fit(model: nn.Module,                 # the network to train (a DDP-wrapped 
                     if ckpt is not None and saved is not None else "")
             print(f"fit interrupted (KeyboardInterrupt) during epoch {state.epoch}: training stopped, returning the "
                   f"history of {len(state.history)} completed epochs{kept}")
+    except BaseException:
+        if bar is not None: bar.close()
+        for h in hooks["after_fit"]:  # let callbacks close their files before the error propagates
+            try: h(state)
+            except Exception: pass    # the training error is the one to report, not a cleanup's
+        raise
     for h in hooks["after_fit"]: h(state)
     return state.history
 

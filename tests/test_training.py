@@ -197,6 +197,23 @@ def test_nan_loss_stops_with_the_epoch_and_batch():
         fit(lin, DataLoader(big, batch_size=4), DataLoader(big, batch_size=4), nn.MSELoss(), o, 1, device=CPU, progress=False)
 
 
+def test_after_fit_runs_when_training_fails():
+    "Callbacks get after_fit (to close their files) before a training error propagates."
+    X, y = blobs()
+    X[3] = float("nan")
+    train = DataLoader(TensorDataset(X[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(X[40:], y[40:]), batch_size=8)
+    calls = []
+    class Closer:
+        def after_fit(self, state): calls.append("closed")
+    class Broken:
+        def after_fit(self, state): raise RuntimeError("a broken cleanup")
+    model, opt = make()
+    with pytest.raises(FloatingPointError, match="nan"):  # the training error, not the cleanup's
+        fit(model, train, valid, nn.CrossEntropyLoss(), opt, 2, device=CPU, progress=False, callbacks=[Broken(), Closer()])
+    assert calls == ["closed"]
+
+
 # --- bad input --------------------------------------------------------------------------------
 def test_bad_inputs_get_clear_errors():
     model, opt = make()
