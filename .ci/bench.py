@@ -12,14 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT/".ci"))
 import nbformat
 from nbclient import NotebookClient
+from pytorch_playground.exercises import _flags  # the nbdev flags at the top of a cell
 
-def _flags(src: str) -> set[str]:
-    out = set()
-    for line in src.splitlines():
-        s = line.replace(" ", "")
-        if not s.startswith("#|"): break
-        out.add(s[2:])
-    return out
 
 RATIO = re.compile(r"ratio|×|\bx\s+(over|vs|faster|slower)|speed-?up", re.I)
 
