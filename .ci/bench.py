@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from pytorch_playground.exercises import _flags  # the nbdev flags at the top of a cell
 
 
-RATIO = re.compile(r"ratio|×|\bx\s+(over|vs|faster|slower)|speed-?up", re.I)
+RATIO = re.compile(r"ratio|×|\bx\s+(over|vs|faster|slower)|speed-?up|ort/torch", re.I)
 
 def bench(path: Path, cuda: bool) -> tuple[list[str], float]:
     nb = nbformat.read(path, as_version=4)
