@@ -17,8 +17,11 @@ $(VENV)/.installed: $(BIN)/activate settings.ini setup.py
 
 install: $(VENV)/.installed
 
+# Jupyter refuses to run as root unless told to (containers and CI machines often are root)
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: install
-	$(BIN)/jupyter lab nbs/
+	$(BIN)/jupyter lab $(ROOT_FLAG) nbs/
 
 test: install
 	$(BIN)/python .ci/checks.py
