@@ -17,11 +17,8 @@ def _src(c) -> str:
 
 def _skipped(c) -> bool:
     "Cells nbdev_test skips by default (`#| slow`, `#| cuda`, `#| eval: false`), so a kernel run skips them too."
-    for line in _src(c).splitlines():
-        s = line.replace(" ", "")
-        if not s.startswith("#|"): break
-        if s in ("#|slow", "#|cuda", "#|eval:false"): return True
-    return False
+    from pytorch_playground.exercises import _flags  # the package's parser of a cell's nbdev flags
+    return bool(_flags(_src(c)) & {"slow", "cuda", "eval:false"})
 
 # --- a standard Jupyter kernel ------------------------------------------------------------------
 def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
