@@ -4,12 +4,51 @@
 
 # %% ../nbs/00_tensors.ipynb #8f665043
 from __future__ import annotations
-import os, random
+import os, random, re
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'get_device']
+__all__ = ['check_versions', 'seed_everything', 'get_device']
+
+# %% ../nbs/00_tensors.ipynb #33d86e09
+_COURSE = "pytorch_playground"
+_COLAB_PIP = "%pip install -q -U"  # what to type in a Colab or Jupyter cell
+
+def _floors() -> dict[str, str]:
+    "The lowest version of each course dependency, read from the installed package's own metadata."
+    from importlib.metadata import requires, PackageNotFoundError
+    try: reqs = requires(_COURSE) or []
+    except PackageNotFoundError: return {}
+    floors = {}
+    for r in reqs:
+        if "extra ==" in r: continue  # dev-only tools are not the learner's concern
+        m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][^,;\s]*)", r)
+        if m: floors[m[1].lower()] = m[2]
+    return floors
+
+def _vtuple(v: str) -> tuple:
+    "A comparable tuple of the numeric release part of a version string ('2.4.1+cpu' → (2, 4, 1))."
+    return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0].split("rc")[0].split("a")[0])[:3])
+
+# %% ../nbs/00_tensors.ipynb #943b9514
+def check_versions(show: bool=False,  # also print the versions in use when all is well
+                  ) -> list[str]:
+    "Print one line per course dependency below its tested floor, with the command that fixes it; returns those lines."
+    from importlib.metadata import version, PackageNotFoundError
+    problems, found = [], []
+    for name, floor in _floors().items():
+        try: have = version(name)
+        except PackageNotFoundError:
+            problems.append(f"{name} is not installed: the course needs {name}>={floor}; run  {_COLAB_PIP} '{name}>={floor}'")
+            continue
+        found.append(f"{name} {have}")
+        if _vtuple(have) < _vtuple(floor):
+            problems.append(f"{name} {have} is older than the course supports: it needs {name}>={floor}; "
+                            f"run  {_COLAB_PIP} '{name}>={floor}'  then restart the kernel")
+    for line in problems: print(line)
+    if show and not problems: print("versions: " + ", ".join(found))
+    return problems
 
 # %% ../nbs/00_tensors.ipynb #24f33b4e
 def seed_everything(seed: int,                 # the seed for Python, NumPy and torch (CPU and every GPU)
