@@ -51,16 +51,21 @@ def check_versions(show: bool=False,  # also print the versions in use when all 
     return problems
 
 # %% ../nbs/00_tensors.ipynb #24f33b4e
+def _valid_seed(seed) -> int:
+    "`seed` as a plain int, or an error that says what a seed must be."
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}: pass a whole number such as 42")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed {seed} is out of range: NumPy accepts 0 <= seed < 2**32, pick a seed in that range")
+    return int(seed)
+
+# %% ../nbs/00_tensors.ipynb #6ee61ffd
 def seed_everything(seed: int,                 # the seed for Python, NumPy and torch (CPU and every GPU)
                     deterministic: bool=False,  # also force deterministic cuDNN and torch algorithms
                    ) -> int:
     "Seed Python's `random`, NumPy, torch on the CPU and on all GPUs; optionally make torch deterministic. Returns `seed`."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}: pass a whole number such as 42")
-    seed = int(seed)
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed {seed} is out of range: NumPy accepts 0 <= seed < 2**32, pick a seed in that range")
-    os.environ["PYTHONHASHSEED"] = str(seed)  # inherited by processes started later (e.g. DataLoader workers)
+    seed = _valid_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)  # read only by interpreters started later (e.g. spawned workers)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)           # the CPU generator (recent torch seeds the CUDA ones with it too)

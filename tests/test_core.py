@@ -86,3 +86,28 @@ def test_deterministic_flag(restore_global_state):
     (True, TypeError, "must be an int"), (None, TypeError, "must be an int")])
 def test_seed_everything_rejects_bad_seeds(bad, exc, msg, restore_global_state):
     with pytest.raises(exc, match=msg): seed_everything(bad)
+
+
+def test_check_versions_quiet_when_all_is_well(capsys):
+    from pytorch_playground.core import check_versions
+    assert check_versions() == []
+    assert capsys.readouterr().out == ""            # chapters call it first: no noise when all is well
+    check_versions(show=True)
+    assert capsys.readouterr().out.startswith("versions: torch ")
+
+
+def test_check_versions_names_old_and_missing_packages(monkeypatch, capsys):
+    import pytorch_playground.core as core
+    monkeypatch.setattr(core, "_floors", lambda: {"torch": "99.0", "no-such-package-pp": "1.0"})
+    problems = core.check_versions(show=True)
+    assert len(problems) == 2
+    assert "torch>=99.0" in problems[0] and "older than the course supports" in problems[0]
+    assert "no-such-package-pp is not installed" in problems[1]
+    assert capsys.readouterr().out.splitlines() == problems
+
+
+def test_seed_everything_fixes_string_hashes_of_new_interpreters(restore_global_state):
+    import subprocess, sys
+    seed_everything(11)
+    run = lambda: subprocess.run([sys.executable, "-c", "print(hash('abc'))"], capture_output=True, text=True).stdout
+    assert run() == run() != ""
