@@ -11,11 +11,12 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['MyReLU', 'Binarizer', 'binarize_ste', 'XNORSign', 'BinaryActivation']
 
-# %% ../nbs/03_functions.ipynb #e6112faf
+# %% ../nbs/03_functions.ipynb #h3needt1
 def _need_tensor(x, name: str):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}: convert it first with torch.as_tensor(x, dtype=torch.float32)")
 
+# %% ../nbs/03_functions.ipynb #e6112faf
 class MyReLU(torch.autograd.Function):
     "ReLU with a hand-written backward: the gradient passes where the input is positive, zero elsewhere."
     @staticmethod
@@ -29,30 +30,48 @@ class MyReLU(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         return torch.where(x > 0, grad_output, torch.zeros_like(grad_output))
 
-# %% ../nbs/03_functions.ipynb #1afaa5bb
-def _as_float(x: Tensor) -> torch.dtype:
+# %% ../nbs/03_functions.ipynb #h3apply1
+def _apply_only(cls):
+    "Make `cls(x)` an error: an autograd Function is used as `cls.apply(x)`, never instantiated."
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"{cls.__name__}(x) builds a Function object instead of computing anything: "
+                        f"call {cls.__name__}.apply(x)")
+    cls.__init__ = __init__
+    return cls
+
+MyReLU = _apply_only(MyReLU)
+
+# %% ../nbs/03_functions.ipynb #h3asflt1
+def _as_float(x: Tensor, name: str) -> torch.dtype:
+    _need_tensor(x, name)
+    if x.dtype == torch.uint8:
+        raise TypeError(f"{name} thresholds at 0.5 but got uint8 values (0..255, an image?), so every value "
+                        f"above 0 would become 1: scale it first, e.g. x.float() / 255")
     # keep float64/float16 inputs in their precision; anything else becomes float32, as `.float()` does
     return x.dtype if x.is_floating_point() else torch.float32
 
+# %% ../nbs/03_functions.ipynb #1afaa5bb
+@_apply_only
 class Binarizer(torch.autograd.Function):
     "Forward `(x > 0.5)` as floats (0. or 1.); backward passes the gradient through unchanged (straight-through)."
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        _need_tensor(x, "Binarizer")
-        return (x > 0.5).to(_as_float(x))
+        dtype = _as_float(x, "Binarizer")      # checks x first
+        return (x > 0.5).to(dtype)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         return grad_output          # the identity's gradient: the step is ignored backward
 
 # %% ../nbs/03_functions.ipynb #3960aed7
-def binarize_ste(x: Tensor,  # any tensor; the threshold is 0.5
+def binarize_ste(x: Tensor,  # any tensor but uint8; the threshold is 0.5
                 ) -> Tensor:
     "Straight-through binarization in one line: the values of `(x > 0.5)`, the gradient of `x`."
-    _need_tensor(x, "binarize_ste")
-    return x + ((x > 0.5).to(_as_float(x)) - x).detach()
+    dtype = _as_float(x, "binarize_ste")     # checks x first
+    return x + ((x > 0.5).to(dtype) - x).detach()
 
 # %% ../nbs/03_functions.ipynb #0c610524
+@_apply_only
 class XNORSign(torch.autograd.Function):
     "Forward `sign(x)`; backward passes the gradient where |x| < 1 and cancels it where |x| >= 1 (XNOR-Net)."
     @staticmethod

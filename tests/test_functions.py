@@ -129,3 +129,33 @@ def test_binary_activation_module():
     net = torch.nn.Sequential(torch.nn.Linear(3, 5), BinaryActivation(), torch.nn.Linear(5, 1))
     net(torch.randn(8, 3)).sum().backward()
     assert net[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("fn", [Binarizer.apply, binarize_ste])
+def test_binarizers_refuse_uint8_images(fn):
+    img = torch.tensor([[0, 1, 128, 255]], dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"x.float\(\) / 255"):
+        fn(img)
+    assert fn(img.float() / 255).tolist() == [[0.0, 0.0, 1.0, 1.0]]
+
+
+def test_binarizers_accept_bool_and_other_integers():
+    assert Binarizer.apply(torch.tensor([True, False])).tolist() == [1.0, 0.0]
+    assert Binarizer.apply(torch.tensor([0, 1], dtype=torch.int16)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("cls", [MyReLU, Binarizer, XNORSign])
+def test_calling_a_function_without_apply_is_a_clear_error(cls):
+    with pytest.raises(TypeError, match=rf"call {cls.__name__}\.apply\(x\)"):
+        cls(torch.randn(3))
+    with pytest.raises(TypeError, match="apply"):
+        cls()
+    # .apply is unaffected, with and without grad
+    x = torch.randn(4, requires_grad=True)
+    cls.apply(x).sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_binary_activation_refuses_non_tensors():
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        BinaryActivation()([0.5, -2.0])
