@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distributed.ipynb #53f37c60
 from __future__ import annotations
-import argparse, os, sys
+import argparse, math, numbers, os, sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +20,23 @@ from .models import CourseCNN
 from .training import fit, accuracy
 
 # %% auto #0
-__all__ = ['default_backend', 'DistContext', 'init_distributed', 'make_loaders', 'prepare_output_dir', 'RankZeroLog',
-           'print_in_rank_order', 'train_digits', 'parse_args', 'main']
+__all__ = ['default_backend', 'DistContext', 'DistributedSetupError', 'init_distributed', 'make_loaders', 'prepare_output_dir',
+           'RankZeroLog', 'print_in_rank_order', 'train_digits', 'parse_args', 'main']
+
+# %% ../nbs/09_distributed.ipynb #chk09cd0
+def _check_count(name: str, value, minimum: int=1) -> int:
+    "A whole number of at least `minimum`, else an error naming the argument."
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if value < minimum: raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+def _check_positive(name: str, value) -> float:
+    "A finite number above zero, else an error naming the argument (NaN passes every `<= 0` test, so test finiteness)."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value > 0): raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
 
 # %% ../nbs/09_distributed.ipynb #61a1ea21
 def default_backend() -> str:
@@ -41,37 +56,83 @@ class DistContext:
     def is_main(self) -> bool: return self.rank == 0
 
 # %% ../nbs/09_distributed.ipynb #978fbfef
+class DistributedSetupError(RuntimeError):
+    "The job could not be set up (its environment, the rendezvous, the GPUs); the message says what to check."
+
 def _device_for(backend: str, local_rank: int) -> torch.device:
     "The device of the process with this local rank: its own GPU for nccl, the CPU for gloo."
     if backend != "nccl": return torch.device("cpu")
     n = torch.cuda.device_count()
+    if n == 0: raise DistributedSetupError(f"LOCAL_RANK {local_rank} has no GPU: nccl needs CUDA GPUs and this machine "
+                                           "has none; use --backend gloo (or auto, which picks gloo here)")
     if local_rank >= n:
-        raise RuntimeError(f"LOCAL_RANK {local_rank} has no GPU: this machine has {n} CUDA GPU(s). "
-                           f"Launch at most {n} process(es) per machine (--nproc_per_node={max(n, 1)}), or use --backend gloo")
+        raise DistributedSetupError(f"LOCAL_RANK {local_rank} has no GPU: this machine has {n} CUDA GPU(s). Launch at most "
+                                    f"{n} process(es) per machine (--nproc_per_node={n}), or use --backend gloo")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 
+# %% ../nbs/09_distributed.ipynb #envrk09c
+def _env_ranks() -> tuple[int, int, int]:
+    "RANK, WORLD_SIZE and LOCAL_RANK from the environment, checked: whole numbers with 0 <= RANK < WORLD_SIZE."
+    got = {}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        raw = os.environ.get(k, "0")
+        try: got[k] = int(raw)
+        except ValueError:
+            raise DistributedSetupError(f"the environment variable {k} must be a whole number, got {raw!r}: "
+                                        "launch with torchrun, which sets it") from None
+    rank, world_size, local_rank = got["RANK"], got["WORLD_SIZE"], got["LOCAL_RANK"]
+    if not (world_size >= 1 and 0 <= rank < world_size and local_rank >= 0):
+        raise DistributedSetupError(f"RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank} describe no job (it needs "
+                                    "0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0): launch with torchrun, which sets them")
+    return rank, world_size, local_rank
+
 # %% ../nbs/09_distributed.ipynb #b4a3b04c
 def init_distributed(timeout_s: float=60.0,  # how long to wait for the other processes, and for any collective
-                     backend: str|None=None,  # 'gloo', 'nccl', or None for `default_backend()`
+                     backend: str|None=None,  # 'gloo', 'nccl', 'mpi', or None for `default_backend()`
                     ) -> DistContext:
     "Join the process group that torchrun described in the environment; without torchrun, a world of one process."
-    if timeout_s <= 0: raise ValueError(f"timeout_s must be positive, got {timeout_s}: pass the seconds to wait, e.g. 60")
+    _check_positive("timeout_s", timeout_s)
+    if backend not in (None, "gloo", "nccl", "mpi"):
+        raise ValueError(f"backend must be 'gloo', 'nccl', 'mpi' or None (for default_backend()), got {backend!r}")
+    if backend is not None and not dist.is_backend_available(backend):
+        raise DistributedSetupError(f"this PyTorch build has no {backend} backend: use gloo (CPU) or nccl (NVIDIA GPUs)")
     env = os.environ
     if "RANK" not in env or "WORLD_SIZE" not in env:  # not launched by torchrun: a plain single process
         return DistContext(device=get_device() if backend is None else _device_for(backend, 0))
-    rank, world_size, local_rank = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    rank, world_size, local_rank = _env_ranks()
     backend = backend or default_backend()
     device = _device_for(backend, local_rank)
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except dist.DistError as e:
         where = f"{env.get('MASTER_ADDR', '?')}:{env.get('MASTER_PORT', '?')}"
-        raise RuntimeError(f"rank {rank} of {world_size} could not join the process group at {where} within "
-                           f"{timeout_s:g} s ({type(e).__name__}: {str(e).splitlines()[0]}). Check that all "
-                           f"{world_size} processes were started, that {where} is reachable from this machine, "
-                           f"or allow more time (--timeout)") from None
+        raise DistributedSetupError(f"rank {rank} of {world_size} could not join the process group at {where} within "
+                                    f"{timeout_s:g} s ({type(e).__name__}: {str(e).splitlines()[0]}). Check that all "
+                                    f"{world_size} processes were started, that {where} is reachable from this machine, "
+                                    f"or allow more time (--timeout)") from None
     return DistContext(rank, local_rank, world_size, backend, device)
+
+# %% ../nbs/09_distributed.ipynb #split09c
+def _check_split(X_train, y_train, X_valid, y_valid, batch_size, world_size, rank, valid_batch_size, seed):
+    "Refuse, on every rank alike, a split of the data that cannot work; each message names the fix."
+    for name, v in (("batch_size", batch_size), ("world_size", world_size), ("valid_batch_size", valid_batch_size)): _check_count(name, v)
+    _check_count("rank", rank, 0); _check_count("seed", seed, 0)
+    if rank >= world_size: raise ValueError(f"rank {rank} does not exist in a world of {world_size}: ranks run from 0 to {world_size - 1}")
+    if batch_size % world_size:
+        raise ValueError(f"the global batch of {batch_size} does not split evenly over {world_size} processes: "
+                         f"choose a batch size that is a multiple of {world_size}")
+    for name, X, y in (("training", X_train, y_train), ("validation", X_valid, y_valid)):
+        if not (isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor) and X.ndim and y.ndim):
+            raise TypeError(f"the {name} images and labels must be tensors with a batch dimension, got "
+                            f"{type(X).__name__} and {type(y).__name__}: convert them with torch.as_tensor")
+        if len(X) != len(y): raise ValueError(f"{len(X)} {name} images but {len(y)} labels: pass one label per image")
+        if world_size > len(X):
+            raise ValueError(f"world size {world_size} is larger than the {len(X)} {name} samples: every process needs "
+                             f"data; launch fewer processes (--nproc_per_node) or use more data")
+    if len(X_train) // world_size < batch_size // world_size:
+        raise ValueError(f"each of the {world_size} processes gets {len(X_train) // world_size} training samples, fewer than "
+                         f"one batch of {batch_size // world_size}: lower the batch size or launch fewer processes")
 
 # %% ../nbs/09_distributed.ipynb #b466b6e1
 def make_loaders(X_train: torch.Tensor, y_train: torch.Tensor,  # training images and labels
@@ -84,44 +145,46 @@ def make_loaders(X_train: torch.Tensor, y_train: torch.Tensor,  # training image
                  valid_batch_size: int=256,
                 ) -> tuple[DataLoader, DataLoader]:
     "This rank's training and validation DataLoaders, each with a DistributedSampler over a TensorDataset."
-    if batch_size % world_size:
-        raise ValueError(f"the global batch of {batch_size} does not split evenly over {world_size} processes: "
-                         f"choose a batch size that is a multiple of {world_size}")
-    n_train, n_valid, per_rank = len(X_train), len(X_valid), batch_size // world_size
-    for name, n in (("training", n_train), ("validation", n_valid)):
-        if world_size > n:
-            raise ValueError(f"world size {world_size} is larger than the {n} {name} samples: every process needs "
-                             f"data; launch fewer processes (--nproc_per_node) or use more data")
-    if n_train // world_size < per_rank:
-        raise ValueError(f"each of the {world_size} processes gets {n_train // world_size} training samples, fewer than "
-                         f"one batch of {per_rank}: lower the batch size or launch fewer processes")
+    _check_split(X_train, y_train, X_valid, y_valid, batch_size, world_size, rank, valid_batch_size, seed)
     train_ds, valid_ds = TensorDataset(X_train, y_train), TensorDataset(X_valid, y_valid)
     train_sampler = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
     valid_sampler = DistributedSampler(valid_ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
-    return (DataLoader(train_ds, batch_size=per_rank, sampler=train_sampler, drop_last=True),
+    return (DataLoader(train_ds, batch_size=batch_size // world_size, sampler=train_sampler, drop_last=True),
             DataLoader(valid_ds, batch_size=valid_batch_size, sampler=valid_sampler))
+
+# %% ../nbs/09_distributed.ipynb #outp09cd
+def _old_checkpoints(out: Path) -> list[str]:
+    "The checkpoints an earlier run left in `out`."
+    return [n for n in ("best.pt", "last.pt") if (out/n).exists()]
+
+def _output_problem(out: Path, overwrite: bool) -> str|None:
+    "Why `out` cannot take this run's checkpoints, with the fix (None: it can; a missing folder is created)."
+    if out.exists() and not out.is_dir(): return "it is a file; pass --out a folder path (it is created if missing)"
+    if (old := _old_checkpoints(out)) and not overwrite:
+        return (f"it already holds {' and '.join(old)} from an earlier run; choose a new folder, or pass --overwrite "
+                "(overwrite=True) to replace them")
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: return f"{type(e).__name__}: {e.strerror or e}; pass --out a folder path that you can write to"
+    if not os.access(out, os.W_OK): return "the folder is not writable; pass --out a folder path that you can write to"
+    return None
 
 # %% ../nbs/09_distributed.ipynb #407a007e
 def _is_main() -> bool:
     "True on rank 0, and in a process without a process group."
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
-def prepare_output_dir(out: str|Path,  # the folder for best.pt and last.pt; created with its parents if missing
+def prepare_output_dir(out: str|Path,          # the folder for best.pt and last.pt; created with its parents if missing
+                       overwrite: bool=False,  # allow a folder that already holds best.pt or last.pt
                       ) -> Path:
     "Create the checkpoint folder on rank 0 and tell every rank whether that worked, so all ranks fail together."
-    out, problem = Path(out), None
-    if _is_main():
-        try: out.mkdir(parents=True, exist_ok=True)
-        except OSError as e: problem = f"{type(e).__name__}: {e.strerror or e}"
-        else:
-            if not os.access(out, os.W_OK): problem = "the folder is not writable"
+    if not isinstance(out, (str, os.PathLike)): raise TypeError(f"out must be a folder path, got {type(out).__name__}")
+    out = Path(out)
+    problem = _output_problem(out, overwrite) if _is_main() else None
     if dist.is_available() and dist.is_initialized():
         box = [problem]
         dist.broadcast_object_list(box, src=0)  # rank 0's verdict, on every rank
         problem = box[0]
-    if problem:
-        raise ValueError(f"cannot use '{out}' as the checkpoint folder ({problem}): pass --out a folder path "
-                         f"that you can write to (it is created if missing)")
+    if problem: raise ValueError(f"cannot use '{out}' as the checkpoint folder: {problem}")
     return out
 
 # %% ../nbs/09_distributed.ipynb #59b84617
@@ -149,16 +212,18 @@ def train_digits(epochs: int=2,                # passes over the training set
                  shuffle: bool=True,           # shuffle the training set each epoch
                  device: torch.device|None=None,  # this process's device; None: core.get_device()
                  progress: bool=False,         # fit's progress bar (rank 0 only)
+                 overwrite: bool=False,        # allow `out` to hold checkpoints of an earlier run (they are replaced)
                 ) -> list[dict]:
     "Train models.CourseCNN on the bundled digits with training.fit, in one process or as one rank of a DDP job."
+    _check_count("epochs", epochs); _check_positive("lr", lr)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = device or get_device()
-    if out is not None: out = prepare_output_dir(out)
     from pytorch_playground.data import digits_tensors  # here, not at the top: it imports torchvision (seconds per process)
     X_train, y_train, X_valid, y_valid = digits_tensors()
     train_dl, valid_dl = make_loaders(X_train, y_train, X_valid, y_valid, batch_size=batch_size,
                                       world_size=world_size, rank=rank, shuffle=shuffle, seed=seed)
+    if out is not None: out = prepare_output_dir(out, overwrite)  # only now, when every argument has passed
+    device = device or get_device()
     seed_everything(seed)
     model = CourseCNN().to(device)
     if distributed: model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -167,42 +232,72 @@ def train_digits(epochs: int=2,                # passes over the training set
                metrics={"accuracy": accuracy}, checkpoint_dir=out, progress=progress and rank == 0,
                callbacks=[RankZeroLog()])
 
-# %% ../nbs/09_distributed.ipynb #b2df27db
-def _positive(kind):
-    def parse(s):
-        v = kind(s)
-        if v <= 0: raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+# %% ../nbs/09_distributed.ipynb #cli09cd0
+_PROG = "python -m pytorch_playground.distributed"
+
+class _OneLineParser(argparse.ArgumentParser):
+    "argparse, except that a usage error is one line: the cause and where to read more."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+def _arg(kind: type, minimum: int=1):
+    "An argparse type: a whole number of at least `minimum` (int), or a positive finite number (float)."
+    what = f"a whole number of at least {minimum}" if kind is int else "a positive finite number"
+    def parse(s: str):
+        try:
+            v = kind(s)
+            _check_count("value", v, minimum) if kind is int else _check_positive("value", v)
+        except (TypeError, ValueError): raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
         return v
     return parse
 
+def _out_arg(s: str) -> Path:
+    "An argparse type: a folder path (missing is fine, it is created later), never a file."
+    if Path(s).exists() and not Path(s).is_dir(): raise argparse.ArgumentTypeError(f"'{s}' is a file: pass a folder path")
+    return Path(s)
+
+# %% ../nbs/09_distributed.ipynb #b2df27db
 def parse_args(argv: list[str]|None=None) -> argparse.Namespace:
-    "The entry point's command line."
-    p = argparse.ArgumentParser(prog="python -m pytorch_playground.distributed",
-                                description="Train the course CNN on the bundled digits with DDP; launch with torchrun.")
-    p.add_argument("--epochs", type=_positive(int), default=2, help="passes over the training set")
-    p.add_argument("--out", type=Path, required=True, help="folder for best.pt and last.pt (created if missing; rank 0 writes)")
-    p.add_argument("--batch-size", type=_positive(int), default=64, help="the global batch, split evenly over the processes")
-    p.add_argument("--lr", type=_positive(float), default=3e-3, help="Adam's learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the shuffling")
+    "The entry point's command line; a usage error is one line on stderr and exit status 2."
+    p = _OneLineParser(prog=_PROG, description="Train the course CNN on the bundled digits with DDP; launch with torchrun.")
+    p.add_argument("--epochs", type=_arg(int), default=2, help="passes over the training set")
+    p.add_argument("--out", type=_out_arg, required=True, help="folder for best.pt and last.pt (created if missing; rank 0 writes)")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoints an earlier run left in --out")
+    p.add_argument("--batch-size", type=_arg(int), default=64, help="the global batch, split evenly over the processes")
+    p.add_argument("--lr", type=_arg(float), default=3e-3, help="Adam's learning rate")
+    p.add_argument("--seed", type=_arg(int, minimum=0), default=0, help="seeds the model's initialisation and the shuffling")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the training set's order")
     p.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto", help="auto: nccl with GPUs, else gloo")
-    p.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds to wait for the other processes")
+    p.add_argument("--timeout", type=_arg(float), default=60.0, help="seconds to wait for the other processes")
     p.add_argument("--progress", action="store_true", help="show fit's progress bar on rank 0")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (old := _old_checkpoints(args.out)) and not args.overwrite:
+        p.error(f"--out '{args.out}' already holds {' and '.join(old)} from an earlier run: choose a new folder, or pass --overwrite")
+    return args
+
+# %% ../nbs/09_distributed.ipynb #fail09cd
+def _report_failure(e, ctx: DistContext|None, status: int=2) -> int:
+    "Print why the job stopped as one line on stderr (with the rank, in a job of several) and return the exit status."
+    text = " ".join(str(e).split())  # one line, whatever the message's layout
+    who = f"[rank {ctx.rank}] " if ctx is not None and ctx.world_size > 1 else ""
+    print(f"{who}{_PROG}: error: {text}", file=sys.stderr, flush=True)
+    return status
 
 # %% ../nbs/09_distributed.ipynb #c81ac37e
 @record
 def main(argv: list[str]|None=None) -> int:
     "The command-line entry point: one rank of `torchrun ... -m pytorch_playground.distributed --epochs E --out DIR`."
-    args = parse_args(argv)
-    ctx = init_distributed(args.timeout, None if args.backend == "auto" else args.backend)
+    args = parse_args(argv)  # a usage error ends here: one line, exit status 2, nothing started or written
+    ctx = None
     try:
+        ctx = init_distributed(args.timeout, None if args.backend == "auto" else args.backend)
         print_in_rank_order(f"world size {ctx.world_size}, local rank {ctx.local_rank}, "
                             f"backend {ctx.backend or 'none (single process)'}, device {ctx.device}")
         history = train_digits(args.epochs, args.out, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               shuffle=args.shuffle, device=ctx.device, progress=args.progress)
+                               shuffle=args.shuffle, device=ctx.device, progress=args.progress, overwrite=args.overwrite)
         if ctx.is_main: print(f"final validation accuracy: {history[-1]['accuracy']:.4f}", flush=True)
         if ctx.backend is not None: dist.barrier()  # all ranks finished: tear down together
+    except (ValueError, OSError, DistributedSetupError) as e: return _report_failure(e, ctx)
+    except KeyboardInterrupt: return _report_failure("interrupted (Ctrl-C)", ctx, status=130)
     finally:
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0

@@ -47,7 +47,7 @@ def test_missing_output_folder_is_created(tmp_path):
 
 def test_output_path_that_is_a_file(tmp_path):
     f = tmp_path/"file"; f.write_text("x")
-    with pytest.raises(ValueError, match="pass --out a folder path"):
+    with pytest.raises(ValueError, match="it is a file; pass --out a folder path"):
         prepare_output_dir(f)
 
 def test_bad_command_line():
@@ -60,10 +60,6 @@ def test_without_torchrun_is_a_world_of_one(monkeypatch):
     ctx = init_distributed(backend="gloo")
     assert (ctx.rank, ctx.world_size, ctx.backend, ctx.is_main) == (0, 1, None, True)
     assert not dist.is_initialized()
-
-def test_bad_timeout():
-    with pytest.raises(ValueError, match="timeout_s must be positive"):
-        init_distributed(timeout_s=0)
 
 def test_nccl_rank_without_gpu():
     "A local rank at or past the number of GPUs (always true for local rank = device_count) is refused before joining."
@@ -82,3 +78,117 @@ def test_importing_does_not_train():
     r = subprocess.run([sys.executable, "-c", "import pytorch_playground.distributed as d; print('imported')"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "imported"
+
+# --- bad input everywhere (issue 18): one clear error, raised before anything is written ---
+from pytorch_playground.distributed import DistributedSetupError, train_digits, main
+
+def _run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pytorch_playground.distributed", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+def test_cli_nan_lr_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    out = tmp_path/"never"
+    r = _run_cli("--lr", "nan", "--out", out)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--lr: must be a positive finite number, got 'nan'" in lines[0]
+    assert not out.exists()
+
+def test_cli_out_is_a_file(tmp_path):
+    f = tmp_path/"file.txt"; f.write_text("precious")
+    r = _run_cli("--out", f)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "is a file" in r.stderr
+    assert f.read_text() == "precious"
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_nccl_without_gpu_is_one_line(tmp_path):
+    r = _run_cli("--out", tmp_path/"o", "--backend", "nccl")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "use --backend gloo" in r.stderr
+    assert not (tmp_path/"o").exists()
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "nan"], "--lr: must be a positive finite number, got 'nan'"),
+    (["--lr", "inf"], "--lr: must be a positive finite number, got 'inf'"),
+    (["--lr", "-0.1"], "--lr: must be a positive finite number"),
+    (["--lr", "fast"], "--lr: must be a positive finite number, got 'fast'"),
+    (["--epochs", "0"], "--epochs: must be a whole number of at least 1, got '0'"),
+    (["--epochs", "1.5"], "--epochs: must be a whole number of at least 1, got '1.5'"),
+    (["--batch-size", "-64"], "--batch-size: must be a whole number of at least 1"),
+    (["--seed", "-1"], "--seed: must be a whole number of at least 0"),
+    (["--timeout", "nan"], "--timeout: must be a positive finite number"),
+    (["--backend", "mpi"], "--backend: invalid choice"),
+])
+def test_bad_arguments_are_one_line_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e: parse_args(["--out", "x", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+def test_missing_out_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as e: parse_args(["--epochs", "1"])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+
+def test_old_checkpoints_need_overwrite(tmp_path, capsys):
+    (tmp_path/"last.pt").write_bytes(b"twenty epochs of work")
+    with pytest.raises(SystemExit): parse_args(["--out", str(tmp_path)])
+    assert "already holds last.pt" in capsys.readouterr().err
+    assert parse_args(["--out", str(tmp_path), "--overwrite"]).overwrite
+    with pytest.raises(ValueError, match="already holds last.pt.*--overwrite"): prepare_output_dir(tmp_path)
+    assert prepare_output_dir(tmp_path, overwrite=True) == tmp_path
+    assert (tmp_path/"last.pt").read_bytes() == b"twenty epochs of work"
+
+@pytest.mark.filterwarnings("ignore:Unable to enable fault handler")  # @record, under pytest's captured stderr
+def test_main_turns_setup_errors_into_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "zero"); monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--out", str(tmp_path/"o"), "--backend", "gloo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RANK must be a whole number, got 'zero'" in err[0]
+    assert not (tmp_path/"o").exists()
+
+@pytest.mark.parametrize("rank, world", [("2", "2"), ("-1", "2"), ("0", "0")])
+def test_environment_that_describes_no_job(rank, world, monkeypatch):
+    monkeypatch.setenv("RANK", rank); monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(DistributedSetupError, match="describe no job"): init_distributed(backend="gloo")
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+def test_init_distributed_bad_timeout(timeout):
+    with pytest.raises(ValueError, match="timeout_s must be a positive finite number"): init_distributed(timeout_s=timeout)
+
+def test_init_distributed_bad_types():
+    with pytest.raises(TypeError, match="timeout_s must be a number"): init_distributed(timeout_s="60")
+    with pytest.raises(ValueError, match="backend must be"): init_distributed(backend="glue")
+
+@pytest.mark.parametrize("kwargs, err, message", [
+    (dict(world_size=2, rank=2), ValueError, "rank 2 does not exist in a world of 2"),
+    (dict(rank=-1), ValueError, "rank must be at least 0"),
+    (dict(world_size=0), ValueError, "world_size must be at least 1"),
+    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+    (dict(batch_size=4.0), TypeError, "batch_size must be a whole number"),
+    (dict(batch_size=True), TypeError, "batch_size must be a whole number"),
+    (dict(valid_batch_size=0), ValueError, "valid_batch_size must be at least 1"),
+    (dict(seed=-3), ValueError, "seed must be at least 0"),
+])
+def test_make_loaders_bad_numbers(kwargs, err, message):
+    with pytest.raises(err, match=message): make_loaders(*_data(), **kwargs)
+
+def test_make_loaders_bad_data():
+    X, y, Xv, yv = _data()
+    with pytest.raises(ValueError, match="20 training images but 19 labels"): make_loaders(X, y[:19], Xv, yv, batch_size=4)
+    with pytest.raises(TypeError, match="must be tensors"): make_loaders(X.numpy(), y, Xv, yv, batch_size=4)
+    with pytest.raises(TypeError, match="must be tensors"): make_loaders(X, y, Xv, list(yv), batch_size=4)
+
+def test_prepare_output_dir_bad_type():
+    with pytest.raises(TypeError, match="out must be a folder path"): prepare_output_dir(None)
+
+@pytest.mark.parametrize("kwargs, err, message", [
+    (dict(epochs=0), ValueError, "epochs must be at least 1"),
+    (dict(epochs=2.5), TypeError, "epochs must be a whole number"),
+    (dict(lr=float("nan")), ValueError, "lr must be a positive finite number, got nan"),
+    (dict(lr=-1e-3), ValueError, "lr must be a positive finite number"),
+    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+])
+def test_train_digits_refuses_before_writing(kwargs, err, message, tmp_path):
+    with pytest.raises(err, match=message): train_digits(out=tmp_path/"o", **kwargs)
+    assert not (tmp_path/"o").exists()
