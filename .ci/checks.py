@@ -203,6 +203,7 @@ def step_colab():
 STEPS = {"export": step_export, "clean": step_clean, "hygiene": step_hygiene, "readme": step_readme,
          "colab": step_colab, "nbdev_test": step_nbdev_test, "proc_nbs": step_proc_nbs, "docs": step_docs,
          "kernel": step_kernel, "browser": step_browser, "learner": step_learner_copies,
+         "exercises": lambda: __import__("exercise_checks").ci_step(record),
          "pytest": step_pytest}
 
 def main():

@@ -4,31 +4,50 @@
 
 # %% ../nbs/99_exercises.ipynb #139099e1
 from __future__ import annotations
-import argparse, copy, json, re, sys, traceback
+import argparse, json, os, re, sys
 from pathlib import Path
 from typing import Any, Callable
 
 # %% auto #0
-__all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'STUB', 'ExerciseFailed', 'check', 'strip_solutions', 'make_student_copies',
-           'has_solutions', 'expected_checks', 'exercise_results', 'run_notebook', 'verify_student_copy',
-           'student_copies_cli']
+__all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'BEGIN_WRONG', 'END_WRONG', 'STUB', 'ExerciseFailed', 'check', 'exercise_blocks',
+           'strip_solutions', 'fill_solutions', 'learner_notebook', 'make_student_copies', 'exercise_cells',
+           'has_solutions', 'expected_checks', 'exercise_outcomes', 'exercise_results', 'run_notebook',
+           'verify_student_copy', 'grade', 'grade_cli', 'student_copies_cli']
 
 # %% ../nbs/99_exercises.ipynb #a2644a34
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
+BEGIN_WRONG = "### BEGIN WRONG ANSWER"  # then ": <the mistake, in words>"
+END_WRONG = "### END WRONG ANSWER"
 STUB = "# YOUR CODE HERE"
 
+# %% ../nbs/99_exercises.ipynb #76c8e8dd
 class ExerciseFailed(AssertionError):
     "An exercise check did not hold; the message names the exercise and what is wrong."
+    def __init__(self, msg, name="", reason="", kind=""):
+        super().__init__(msg)
+        self.name, self.reason, self.kind = name, reason, kind
+
+_LAST: dict = {}  # the latest check's outcome; CI reads it from the kernel
+_CMP = re.compile(r"(==|!=|is|is not|in|not in|close|all_close|\w+):\n")  # fastcore: "==:\n<a>\n<b>"
 
 # %% ../nbs/99_exercises.ipynb #4223d093
-def _reason(e: BaseException) -> str:
-    "A one-line account of why a check failed."
-    if isinstance(e, NameError):
-        return f"{e} (run your solution cell first, or write it: the check needs that name)"
-    msg = str(e).strip() or "an assertion did not hold"
-    return f"{type(e).__name__}: {msg}"
+def _one_line(s, n: int=160) -> str:
+    s = " ".join(str(s).split())
+    return s if len(s) <= n else s[:n - 1] + "…"
 
+def _reason(e: BaseException) -> tuple[str, str]:
+    "The kind of a check's failure and a one-line account of it."
+    msg = str(e).strip()
+    if isinstance(e, NameError):
+        return "missing", f"{msg}: run your solution cell first, or write it (the check needs that name)"
+    if not isinstance(e, AssertionError): return "error", f"{type(e).__name__}: {_one_line(msg)}"
+    if not msg: return "bare", "an assertion did not hold (the check gives no reason)"
+    if m := _CMP.match(msg):
+        return "compare", f"these values fail the '{m[1]}' test: {_one_line(msg[m.end():], 120)}"
+    return "message", _one_line(msg, 300)
+
+# %% ../nbs/99_exercises.ipynb #d1c7e0a1
 def check(name: str,                  # the exercise's name, e.g. "00.1 a tensor of zeros"
           fn: Callable[[], Any]|None=None,  # no-argument function whose assertions define a right answer
           hint: str="",               # what to look at when it fails
@@ -37,103 +56,211 @@ def check(name: str,                  # the exercise's name, e.g. "00.1 a tensor
     if fn is None: return lambda f: check(name, f, hint)
     try: fn()
     except Exception as e:
-        msg = f"✗ {name}: {_reason(e)}"
-        if hint: msg += f"\n  hint: {hint}"
-        raise ExerciseFailed(msg) from None
+        kind, reason = _reason(e)
+        _LAST.update(name=name, passed=False, kind=kind, reason=reason)
+        raise ExerciseFailed(f"✗ {name}: {reason}" + (f"\n  hint: {hint}" if hint else ""), name, reason, kind) from None
+    _LAST.update(name=name, passed=True, kind="", reason="")
     print(f"✓ {name}: passed")
     return True
 
-# %% ../nbs/99_exercises.ipynb #838c557c
-def strip_solutions(source: str) -> str:
-    "Replace every `### BEGIN SOLUTION` … `### END SOLUTION` block with an indented stub."
-    out, inside, indent = [], False, ""
-    for i, line in enumerate(source.splitlines(), 1):
-        stripped = line.strip()
-        if stripped == BEGIN_SOLUTION:
-            if inside: raise ValueError(f"line {i}: nested '{BEGIN_SOLUTION}': close the first block with '{END_SOLUTION}'")
-            inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [f"{indent}{STUB}", f"{indent}..."]
-        elif stripped == END_SOLUTION:
-            if not inside: raise ValueError(f"line {i}: '{END_SOLUTION}' without a '{BEGIN_SOLUTION}' before it")
-            inside = False
-        elif not inside: out.append(line)
-    if inside: raise ValueError(f"'{BEGIN_SOLUTION}' is never closed: add a '{END_SOLUTION}' line")
+# %% ../nbs/99_exercises.ipynb #fcc31b9c
+_NEAR = re.compile(r"#+\s*(begin|end)\b.*\b(solution|wrong\s*answer)", re.I)
+
+def _marker(s: str) -> tuple[str, str]|None:
+    "('begin'|'end', 'solution'|'wrong') for a marker line, None for any other line."
+    if s == BEGIN_SOLUTION: return "begin", "solution"
+    if s == END_SOLUTION: return "end", "solution"
+    if s == END_WRONG: return "end", "wrong"
+    if s.startswith(BEGIN_WRONG + ":") and s[len(BEGIN_WRONG) + 1:].strip(): return "begin", "wrong"
+    if _NEAR.match(s): raise ValueError(f"'{s}' looks like a marker but is not one: write '{BEGIN_SOLUTION}', "
+                                        f"'{END_SOLUTION}', '{BEGIN_WRONG}: <the mistake>' or '{END_WRONG}' exactly")
+
+# %% ../nbs/99_exercises.ipynb #b21c2116
+def _check_line(line: str, cur: dict|None, blocks: list, code: bool) -> None:
+    "Raise when a line breaks a wrong answer (uncommented code) or a marker breaks the nesting rules."
+    m = _marker(line.strip())
+    if m is None:
+        if code and cur and cur["kind"] == "wrong" and line.strip() and not line.strip().startswith("#"):
+            raise ValueError("a wrong answer's lines must be commented out with '# ' (the source runs only the solution)")
+    elif m[0] == "begin" and cur: raise ValueError(f"'{line.strip()}' opens a block inside another one: close the first")
+    elif m[0] == "end" and (not cur or cur["kind"] != m[1]): raise ValueError(f"'{line.strip()}' closes no open block")
+    elif m == ("begin", "wrong") and not any(b["kind"] == "solution" for b in blocks):
+        raise ValueError("a wrong answer must follow the solution it replaces, in the same cell")
+
+# %% ../nbs/99_exercises.ipynb #b582dff6
+#| include: false
+def exercise_blocks(source: str,     # a cell's source
+                    code: bool=True, # a code cell (wrong answers must be commented out)
+                   ) -> list[dict]:
+    "The solution and wrong-answer blocks of a cell, in order; marker mistakes raise `ValueError` naming the line."
+    blocks, cur, lines = [], None, source.splitlines()
+    for i, line in enumerate(lines):
+        try: _check_line(line, cur, blocks, code)
+        except ValueError as e: raise ValueError(f"line {i + 1}: {e}") from None
+        if (m := _marker(line.strip())) and m[0] == "begin":
+            label = line.strip()[len(BEGIN_WRONG) + 1:].strip() if m[1] == "wrong" else ""
+            cur = dict(kind=m[1], begin=i, indent=line[:len(line) - len(line.lstrip())], label=label,
+                       solution=max([j for j, b in enumerate(blocks) if b["kind"] == "solution"], default=None))
+        elif m:
+            cur["end"] = i; cur["code"] = _body(lines, cur); blocks.append(cur); cur = None
+    if cur: raise ValueError(f"line {cur['begin'] + 1}: '{lines[cur['begin']].strip()}' is never closed")
+    return blocks
+
+# %% ../nbs/99_exercises.ipynb #4035b288
+def _body(lines: list[str], b: dict) -> str:
+    "A block's code without its indentation; a wrong answer's lines uncommented."
+    out = []
+    for l in lines[b["begin"] + 1:b["end"]]:
+        l = l[len(b["indent"]):] if l.startswith(b["indent"]) else l.lstrip()
+        if b["kind"] == "wrong": l = l[2:] if l.startswith("# ") else l[1:] if l.startswith("#") else l
+        out.append(l)
     return "\n".join(out)
 
-# %% ../nbs/99_exercises.ipynb #da65b6b0
-def _notebooks(src_dir: Path) -> list[Path]:
-    return sorted(p for p in src_dir.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+# %% ../nbs/99_exercises.ipynb #838c557c
+def strip_solutions(source: str,     # a cell's source
+                    code: bool=True, # stub solutions (code) or drop them (markdown, raw, metadata)
+                   ) -> str:
+    "The learner's view of a cell: solutions become an indented stub, wrong answers go."
+    blocks = exercise_blocks(source, code)
+    if not blocks: return source
+    lines, out, pos = source.splitlines(), [], 0
+    for b in blocks:
+        out += lines[pos:b["begin"]]; pos = b["end"] + 1
+        if code and b["kind"] == "solution": out += [f"{b['indent']}{STUB}", f"{b['indent']}..."]
+    return "\n".join(out + lines[pos:])
 
-def make_student_copies(src_dir,  # folder of source notebooks (with solutions)
-                        out_dir,  # folder for the learner copies (created if missing)
+# %% ../nbs/99_exercises.ipynb #90766bca
+def fill_solutions(source: str,                   # a cell's source
+                   bodies: dict[int, str]|None=None, # block index -> code to put in place of that solution
+                  ) -> str:
+    "The cell's code with markers and wrong answers removed; `bodies` replaces solution blocks."
+    blocks, bodies = exercise_blocks(source), bodies or {}
+    lines, out, pos = source.splitlines(), [], 0
+    for i, b in enumerate(blocks):
+        out += lines[pos:b["begin"]]; pos = b["end"] + 1
+        if b["kind"] == "solution":
+            out += [b["indent"] + l if l.strip() else l for l in bodies.get(i, b["code"]).splitlines()]
+    return "\n".join(out + lines[pos:])
+
+# %% ../nbs/99_exercises.ipynb #1c739e9f
+def _src(cell) -> str: return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+def _strip_meta(obj, where: str):
+    "Strip solution blocks from every string in a metadata tree (no stub: metadata is not code)."
+    if isinstance(obj, dict): return {k: _strip_meta(v, where) for k, v in obj.items()}
+    if isinstance(obj, list): return [_strip_meta(v, where) for v in obj]
+    if not isinstance(obj, str): return obj
+    try: return strip_solutions(obj, code=False)
+    except ValueError as e: raise ValueError(f"{where}, metadata: {e}") from None
+
+# %% ../nbs/99_exercises.ipynb #3ac40057
+#| include: false
+def learner_notebook(path) -> dict:
+    "The learner copy of one notebook, in memory: solutions stubbed, wrong answers gone, outputs cleared."
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        where, is_code = f"{path.name}, cell {i + 1} (id {cell.get('id', '?')})", cell["cell_type"] == "code"
+        try: blocks, cell["source"] = exercise_blocks(_src(cell), is_code), strip_solutions(_src(cell), is_code)
+        except ValueError as e: raise ValueError(f"{where}: {e}") from None
+        cell["metadata"] = _strip_meta(cell.get("metadata", {}), where)
+        if is_code: cell["outputs"], cell["execution_count"] = [], None
+        if is_code and any(b["kind"] == "solution" for b in blocks):
+            cell["metadata"].setdefault("tags", []).append("exercise")
+    nb["metadata"] = _strip_meta(nb.get("metadata", {}), path.name)
+    return nb
+
+# %% ../nbs/99_exercises.ipynb #751f2b5f
+def _notebooks(src_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(src_dir).glob("*.ipynb") if not p.name.startswith(("_", ".")))
+
+def _inside(p, folder) -> bool:
+    "Whether `p` is `folder` or lies inside it, once links are resolved."
+    p, folder = Path(p).resolve(), Path(folder).resolve()
+    return p == folder or p.is_relative_to(folder)
+
+# %% ../nbs/99_exercises.ipynb #da65b6b0
+#| include: false
+def make_student_copies(src_dir,              # folder of source notebooks (with solutions)
+                        out_dir,              # folder for the learner copies, outside src_dir
+                        overwrite: bool=False # replace learner copies that already exist
                        ) -> list[Path]:
-    "Write a learner copy of every notebook in `src_dir` to `out_dir`: solutions stubbed, outputs cleared."
+    "Write a learner copy of every notebook in `src_dir` to `out_dir`; refuse anything that could lose work."
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir(): raise FileNotFoundError(f"no notebook folder at '{src_dir}': pass the course's nbs/ folder")
-    nbs = _notebooks(src_dir)
-    if not nbs: raise FileNotFoundError(f"no notebooks in '{src_dir}': pass the course's nbs/ folder")
+    if _inside(out_dir, src_dir): raise ValueError(f"refusing to write learner copies to '{out_dir}': it is (or lies "
+        f"inside) the source folder '{src_dir}', whose notebooks they would replace; pick a folder outside it, e.g. learner")
+    if not (nbs := _notebooks(src_dir)): raise FileNotFoundError(f"no notebooks in '{src_dir}': pass the course's nbs/ folder")
+    copies = {out_dir/p.name: learner_notebook(p) for p in nbs}  # all stripped before anything is written
+    if linked := [d.name for d in copies if d.exists() and _inside(d, src_dir)]:
+        raise ValueError(f"refusing to write through links into the source folder: {', '.join(linked)}")
+    if (old := [d.name for d in copies if d.exists()]) and not overwrite:
+        raise FileExistsError(f"'{out_dir}' already holds learner copies ({', '.join(old[:2])}{', …' if len(old) > 2 else ''}) "
+                              "that may contain your work: pass --force (overwrite=True) to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for p in nbs:
-        nb = json.loads(p.read_text(encoding="utf-8"))
-        for cell in nb["cells"]:
-            if cell["cell_type"] != "code": continue
-            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            try: new = strip_solutions(src)
-            except ValueError as e: raise ValueError(f"{p.name}: {e}") from None
-            cell["source"] = new
-            cell["outputs"], cell["execution_count"] = [], None
-        dest = out_dir / p.name
-        dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(dest)
-    return written
+    for dest, nb in copies.items(): dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return list(copies)
 
 # %% ../nbs/99_exercises.ipynb #fc67a015
+#| include: false
 _CHECK_NAME = re.compile(r"""check\(\s*(?P<q>["'])(?P<name>.+?)(?P=q)""")
 
-def _src(cell) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+def _is_solution_cell(c) -> bool:
+    lines = [l.strip() for l in _src(c).splitlines()]
+    return c["cell_type"] == "code" and (BEGIN_SOLUTION in lines or STUB in lines or "exercise" in c.get("metadata", {}).get("tags", []))
 
+def exercise_cells(nb: dict) -> list[tuple[int, int]]:
+    "(solution cell, check cell) index pairs: each solution cell and the first check cell after it."
+    cells, pairs = nb["cells"], []
+    for i, c in enumerate(cells):
+        if not _is_solution_cell(c): continue
+        j = next((j for j in range(i + 1, len(cells)) if cells[j]["cell_type"] == "code" and _CHECK_NAME.search(_src(cells[j]))
+                  and not _is_solution_cell(cells[j])), None)
+        if j is not None and j not in [p[1] for p in pairs]: pairs.append((i, j))
+    return pairs
+
+# %% ../nbs/99_exercises.ipynb #9f171a14
+#| include: false
 def has_solutions(nb: dict) -> bool:
     "Whether a notebook holds at least one solution block, i.e. exercises of its own."
-    return any(l.strip() == BEGIN_SOLUTION for c in nb["cells"] if c["cell_type"] == "code" for l in _src(c).splitlines())
+    return any(BEGIN_SOLUTION in [l.strip() for l in _src(c).splitlines()] for c in nb["cells"] if c["cell_type"] == "code")
 
 def expected_checks(nb: dict) -> list[str]:
-    "Names of the exercise checks in a notebook's code cells (string-literal names only)."
-    return [m["name"] for c in nb["cells"] if c["cell_type"] == "code"
-            for m in _CHECK_NAME.finditer(_src(c)) if BEGIN_SOLUTION not in _src(c)]
+    "Names of the exercise checks in a notebook (string-literal names in the check cells of its exercises)."
+    return [m["name"] for _, j in exercise_cells(nb) for m in _CHECK_NAME.finditer(_src(nb["cells"][j]))]
 
-def exercise_results(nb: dict) -> dict[str, bool]:
-    "Map each exercise name seen in an executed notebook's outputs to passed (True) or failed (False)."
+# %% ../nbs/99_exercises.ipynb #826dffb6
+#| include: false
+def exercise_outcomes(nb: dict) -> dict[str, tuple[bool, str]]:
+    "Each exercise seen in an executed notebook's outputs: (passed, the check's message and hint)."
     res = {}
     for c in nb["cells"]:
         for o in c.get("outputs", []):
             if o.get("output_type") == "stream":
                 for line in "".join(o.get("text", "")).splitlines():
-                    if line.startswith("✓ ") and line.endswith(": passed"): res[line[2:-len(": passed")]] = True
-            elif o.get("output_type") == "error" and o.get("ename") == "ExerciseFailed":
-                first = o.get("evalue", "").splitlines()[0] if o.get("evalue") else ""
-                if first.startswith("✗ "): res[first[2:].split(": ", 1)[0]] = False
+                    if line.startswith("✓ ") and line.endswith(": passed"): res[line[2:-len(": passed")]] = (True, "passed")
+            elif o.get("output_type") == "error" and o.get("ename") == "ExerciseFailed" and o.get("evalue", "").startswith("✗ "):
+                name, _, why = o["evalue"][2:].partition(": ")
+                res[name] = (False, why)
     return res
 
+def exercise_results(nb: dict) -> dict[str, bool]:
+    "Map each exercise name seen in an executed notebook's outputs to passed (True) or failed (False)."
+    return {k: v[0] for k, v in exercise_outcomes(nb).items()}
+
 # %% ../nbs/99_exercises.ipynb #91b87c05
+#| include: false
 def _flags(src: str) -> set[str]:
     "The nbdev flags (`#| slow`, `#| cuda`) at the top of a cell."
     out = set()
     for line in src.splitlines():
-        s = line.replace(" ", "")
-        if not s.startswith("#|"): break
+        if not (s := line.replace(" ", "")).startswith("#|"): break
         out.add(s[2:])
     return out
 
-def run_notebook(path,               # the notebook to execute
-                 cwd=None,           # working folder for the kernel (default: the notebook's folder)
-                 timeout: int=600,   # seconds allowed per cell
-                 allow_errors: bool=True,  # keep going after a failing cell, as "Run All" on a learner copy
-                 kernel_name: str="python3",
-                 skip_flags=("slow", "cuda"),  # leave out cells with these flags, as `nbdev_test` does
-                ):
-    "Execute a notebook in a fresh standard Jupyter kernel (nbclient) and return the executed notebook."
+def run_notebook(path, cwd=None, timeout: int=600, allow_errors: bool=True, kernel_name: str="python3",
+                 skip_flags=("slow", "cuda")):
+    "Execute a notebook in a fresh Jupyter kernel (nbclient), skipping flagged cells; return the executed notebook."
     import nbformat
     from nbclient import NotebookClient
     path = Path(path)
@@ -141,37 +268,95 @@ def run_notebook(path,               # the notebook to execute
     nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and _flags(c.source) & set(skip_flags))]
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(cwd or path.parent)}})
-    client.execute()
+    with open(os.devnull, "w") as quiet: client.execute(stderr=quiet)
     return nb
 
 # %% ../nbs/99_exercises.ipynb #10835255
+#| include: false
 def verify_student_copy(src_path, learner_path, executed=None) -> dict[str, bool]:
     "Execute a learner copy and raise unless every exercise check of the source fails there."
     names = expected_checks(json.loads(Path(src_path).read_text(encoding="utf-8")))
-    nb = executed or run_notebook(learner_path)
-    res = exercise_results(nb)
-    passed = [n for n in names if res.get(n) is not False]
-    if passed:
+    res = exercise_results(executed or run_notebook(learner_path))
+    if passed := [n for n in names if res.get(n) is not False]:
         raise AssertionError(f"{Path(learner_path).name}: these checks did not fail on the learner copy, "
                              f"so they check nothing (or did not run): {passed}")
     return {n: res[n] for n in names}
 
+# %% ../nbs/99_exercises.ipynb #74a42b50
+#| include: false
+def grade(path,            # a notebook, or a folder of notebooks
+          slow: bool=False # also run the cells flagged #| slow or #| cuda
+         ) -> list[tuple[str, str, bool|None, str]]:
+    "Run learner notebooks in a fresh kernel: one (notebook, exercise, passed, message) row per exercise."
+    path, rows = Path(path), []
+    for p in ([path] if path.is_file() else _notebooks(path)):
+        if not (names := expected_checks(json.loads(p.read_text(encoding="utf-8")))): continue
+        res = exercise_outcomes(run_notebook(p, skip_flags=() if slow else ("slow", "cuda")))
+        rows += [(p.name, n, *res.get(n, (None, "did not run (a slow cell? try --slow)"))) for n in names]
+    return rows
+
+# %% ../nbs/99_exercises.ipynb #c1f2070a
+class _Parser(argparse.ArgumentParser):
+    "argparse whose errors are one line and exit status 2, without the usage block."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message}\n")
+
+def _cli_error(prog: str, e) -> None:
+    print(f"{prog}: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+def _kernel_ready(prog: str) -> None:
+    "Exit with one line when the packages that run notebooks are missing."
+    try: import nbclient, nbformat, ipykernel
+    except ImportError as e: _cli_error(prog, f"running notebooks needs nbclient and ipykernel ({e}): pip install nbclient ipykernel")
+
+# %% ../nbs/99_exercises.ipynb #7da9ec9a
+def _scorecard(rows) -> None:
+    for nb in dict.fromkeys(r[0] for r in rows):
+        print(nb)
+        for _, name, ok, msg in (r for r in rows if r[0] == nb):
+            print(f"  {'✓' if ok else '✗' if ok is False else '-'} {name}: " + msg.replace("\n", "\n    "))
+    print(f"{sum(bool(r[2]) for r in rows)} of {len(rows)} exercises pass")
+
+# %% ../nbs/99_exercises.ipynb #bc676355
+#| include: false
+def grade_cli(argv=None):
+    "Command line `pp_grade`: run learner notebooks in a fresh kernel and print a scorecard; exit 0 only if all pass."
+    ap = _Parser(prog="pp_grade", description=grade_cli.__doc__)
+    ap.add_argument("path", help="a notebook, or a folder of notebooks (e.g. learner)")
+    ap.add_argument("--slow", action="store_true", help="also run cells flagged #| slow or #| cuda")
+    args = ap.parse_args(argv); p = Path(args.path)
+    if not p.exists(): _cli_error(ap.prog, f"no notebook or folder at '{p}'")
+    if p.is_file() and p.suffix != ".ipynb": _cli_error(ap.prog, f"'{p}' is not a notebook (.ipynb)")
+    _kernel_ready(ap.prog)
+    try: rows = grade(p, slow=args.slow)
+    except (OSError, ValueError) as e: _cli_error(ap.prog, e)
+    if not rows: _cli_error(ap.prog, f"no exercises in '{p}'")
+    _scorecard(rows)
+    sys.exit(0 if all(r[2] for r in rows) else 1)
+
 # %% ../nbs/99_exercises.ipynb #dad61c36
+#| include: false
 def student_copies_cli(argv=None):
     "Command line: write learner copies of the course notebooks, and optionally verify them."
-    ap = argparse.ArgumentParser(prog="pp_student_copies", description=student_copies_cli.__doc__)
+    ap = _Parser(prog="pp_student_copies", description=student_copies_cli.__doc__)
     ap.add_argument("src_dir", help="folder of source notebooks, e.g. nbs")
-    ap.add_argument("out_dir", help="folder for the learner copies, e.g. learner")
-    ap.add_argument("--verify", action="store_true", help="execute each copy; every check must fail")
+    ap.add_argument("out_dir", help="folder for the learner copies, outside src_dir, e.g. learner")
+    ap.add_argument("--force", action="store_true", help="replace learner copies already in out_dir (their work is lost)")
+    ap.add_argument("--verify", action="store_true", help="execute each copy; every exercise check must fail")
     args = ap.parse_args(argv)
-    written = make_student_copies(args.src_dir, args.out_dir)
+    if args.verify: _kernel_ready(ap.prog)
+    try: written = make_student_copies(args.src_dir, args.out_dir, overwrite=args.force)
+    except (OSError, ValueError) as e: _cli_error(ap.prog, e)
     print(f"wrote {len(written)} learner copies to {args.out_dir}")
-    if args.verify:
-        bad = 0
-        for dest in written:
-            src = Path(args.src_dir)/dest.name
-            nb = json.loads(src.read_text(encoding="utf-8"))
-            if not (has_solutions(nb) and expected_checks(nb)): continue
-            try: print(f"{dest.name}: {len(verify_student_copy(src, dest))} checks fail as they should")
-            except AssertionError as e: bad += 1; print(e)
-        if bad: sys.exit(1)
+    if args.verify: sys.exit(_verify_all(Path(args.src_dir), written))
+
+# %% ../nbs/99_exercises.ipynb #e68e450e
+def _verify_all(src_dir: Path, written: list[Path]) -> int:
+    "Verify every learner copy that has exercises; 0 when all checks fail there, 1 otherwise."
+    bad = 0
+    for dest in written:
+        nb = json.loads((src_dir/dest.name).read_text(encoding="utf-8"))
+        if not (has_solutions(nb) and expected_checks(nb)): continue
+        try: print(f"{dest.name}: {len(verify_student_copy(src_dir/dest.name, dest))} checks fail as they should")
+        except AssertionError as e: bad += 1; print(e)
+    return 1 if bad else 0
