@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['count_parameters', 'ConvWithBatchNorm', 'conv_output_size', 'BrokenLinearStack', 'LinearStack', 'init_weights']
@@ -18,13 +19,28 @@ def count_parameters(model: nn.Module,            # any module
                      trainable_only: bool=False,  # count only parameters with requires_grad=True
                     ) -> int:
     "Number of scalar parameters in `model` (what `parameters()` yields, so unregistered layers are not counted)."
+    if not isinstance(model, nn.Module):
+        what = f"the class {model.__name__}" if isinstance(model, type) else f"a {type(model).__name__}"
+        raise TypeError(f"count_parameters expects a module instance, got {what}: build it first, e.g. nn.Linear(4, 8)")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
-# %% ../nbs/03a_layers.ipynb #5013db80
+# %% ../nbs/03a_layers.ipynb #h3aval01
 def _positive_int(value, name: str):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}: pass a whole number >= 1")
 
+def _conv_arg(value, name: str, low: int):
+    "An int >= low, or a pair of them, as nn.Conv2d takes for kernel_size, stride and padding."
+    pair = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in pair):
+        raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}: "
+                         f"e.g. {name}={max(low, 1) if name != 'padding' else 0}")
+
+def _flag(value, name: str):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}: a string such as 'no' would count as True")
+
+# %% ../nbs/03a_layers.ipynb #5013db80
 class ConvWithBatchNorm(nn.Module):
     "A 2-d convolution followed, when `batch_norm` is True, by BatchNorm2d (no activation)."
     def __init__(self, in_channels: int,       # channels of the input, C in [N, C, H, W]
@@ -36,18 +52,22 @@ class ConvWithBatchNorm(nn.Module):
                 ):
         super().__init__()
         _positive_int(in_channels, "in_channels"); _positive_int(out_channels, "out_channels")
+        _conv_arg(kernel_size, "kernel_size", 1); _conv_arg(stride, "stride", 1)
+        _conv_arg(padding, "padding", 0); _flag(batch_norm, "batch_norm")
         self.in_channels, self.batch_norm = in_channels, batch_norm
         # batch norm subtracts the per-channel mean, so a conv bias before it would be wasted
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                               bias=not batch_norm)
         self.bn = nn.BatchNorm2d(out_channels) if batch_norm else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
-            raise ValueError(f"ConvWithBatchNorm expects [N, {self.in_channels}, H, W], got {list(x.shape)}: "
-                             f"build it with in_channels={x.shape[-3] if x.dim() >= 3 else '?'} or reshape the input")
-        x = self.conv(x)
-        return self.bn(x) if self.bn is not None else x
+# %% ../nbs/03a_layers.ipynb #h3afwd01
+@patch
+def forward(self: ConvWithBatchNorm, x: Tensor) -> Tensor:
+    if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+        raise ValueError(f"ConvWithBatchNorm expects [N, {self.in_channels}, H, W], got {list(x.shape)}: "
+                         f"build it with in_channels={x.shape[-3] if x.dim() >= 3 else '?'} or reshape the input")
+    x = self.conv(x)
+    return self.bn(x) if self.bn is not None else x
 
 # %% ../nbs/03a_layers.ipynb #5b936ff7
 def conv_output_size(size: int,         # input height or width, W
@@ -56,6 +76,9 @@ def conv_output_size(size: int,         # input height or width, W
                      padding: int=0,    # padding on each side, P
                     ) -> int:
     "Side of a convolution's output: floor((W - F + 2P) / S) + 1."
+    _positive_int(size, "size"); _positive_int(kernel_size, "kernel_size"); _positive_int(stride, "stride")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}: zeros are added, never removed")
     out = (size - kernel_size + 2 * padding) // stride + 1
     if out < 1: raise ValueError(f"a {kernel_size}x{kernel_size} filter does not fit an input of {size} with padding {padding}: use a smaller kernel or more padding")
     return out
@@ -65,21 +88,29 @@ class BrokenLinearStack(nn.Module):
     "Five Linear layers kept in a plain Python list: it runs, but they are NOT registered (a bug shown on purpose)."
     def __init__(self, n_layers: int=5, features: int=10):
         super().__init__()
+        _positive_int(n_layers, "n_layers"); _positive_int(features, "features")
         self.layers = [nn.Linear(features, features) for _ in range(n_layers)]   # invisible to PyTorch
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers: x = torch.relu(layer(x))
         return x
 
+# %% ../nbs/03a_layers.ipynb #h3alst01
 class LinearStack(nn.Module):
     "The fix: the same Linear layers in an `nn.ModuleList`, so they are registered, saved, moved and trained."
     def __init__(self, n_layers: int=5, features: int=10):
         super().__init__()
+        _positive_int(n_layers, "n_layers"); _positive_int(features, "features")
         self.layers = nn.ModuleList(nn.Linear(features, features) for _ in range(n_layers))
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers: x = torch.relu(layer(x))
         return x
+
+# %% ../nbs/03a_layers.ipynb #h3afin01
+def _finite(value, name: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        raise ValueError(f"{name} must be a finite number, got {value!r}: e.g. {name}=0.1")
 
 # %% ../nbs/03a_layers.ipynb #1fdcd303
 _INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -90,10 +121,12 @@ def init_weights(model: nn.Module,        # the model whose Linear and Conv laye
                  b: float=0.1,            # upper bound for 'uniform'
                 ) -> nn.Module:
     "Initialise every Linear/Conv weight of `model` with `scheme` and every bias to zero; returns `model`."
+    count_parameters(model)               # refuses anything that is not a module instance
     schemes = {"kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
                "xavier": nn.init.xavier_uniform_,
                "uniform": lambda w: nn.init.uniform_(w, a, b)}
     if scheme not in schemes: raise ValueError(f"unknown scheme {scheme!r}: use one of {sorted(schemes)}")
+    _finite(a, "a"); _finite(b, "b")
     if scheme == "uniform" and not a < b: raise ValueError(f"uniform bounds need a < b, got a={a}, b={b}: swap or widen them")
     for m in model.modules():
         if isinstance(m, _INIT_LAYERS):

@@ -128,3 +128,75 @@ def test_init_weights_reaches_nested_and_biasless_layers():
     m = nn.Sequential(ConvWithBatchNorm(1, 4, 3, batch_norm=True), nn.Sequential(nn.Linear(4, 4, bias=False)))
     init_weights(m, "uniform", a=0.5, b=0.6)
     assert m[0].conv.weight.min() >= 0.5 and m[1][0].weight.min() >= 0.5
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kernel_size=0), "kernel_size must be an int >= 1"),
+    (dict(kernel_size=-3), "kernel_size must be an int >= 1"),
+    (dict(kernel_size=(3, 0)), "kernel_size must be an int >= 1"),
+    (dict(kernel_size=2.0), "kernel_size must be an int >= 1"),
+    (dict(kernel_size=3, stride=0), "stride must be an int >= 1"),
+    (dict(kernel_size=3, stride=-1), "stride must be an int >= 1"),
+    (dict(kernel_size=3, stride=(2, -1)), "stride must be an int >= 1"),
+    (dict(kernel_size=3, padding=-1), "padding must be an int >= 0"),
+    (dict(kernel_size=3, padding=(1, 2, 3)), "padding must be an int >= 0"),
+])
+def test_conv_with_batchnorm_bad_geometry_refused_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ConvWithBatchNorm(3, 8, **kwargs)
+
+
+@pytest.mark.parametrize("flag", ["no", "False", 1, 0, None])
+def test_conv_with_batchnorm_flag_must_be_bool(flag):
+    with pytest.raises(TypeError, match="True or False"):
+        ConvWithBatchNorm(3, 8, 3, batch_norm=flag)
+
+
+def test_conv_with_batchnorm_accepts_pairs_and_zero_padding():
+    layer = ConvWithBatchNorm(3, 8, (3, 1), stride=(1, 2), padding=(0, 0))
+    assert layer(torch.randn(1, 3, 6, 6)).shape == (1, 8, 4, 3)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((28, 3, 1, -1), "padding must be an int >= 0"),
+    ((28, 3, 0, 0), "stride must be a positive int"),
+    ((28, 3, -2, 0), "stride must be a positive int"),
+    ((28, 0, 1, 0), "kernel_size must be a positive int"),
+    ((0, 3, 1, 1), "size must be a positive int"),
+    ((28.0, 3, 1, 0), "size must be a positive int"),
+    ((28, 3, 1, 1.5), "padding must be an int >= 0"),
+])
+def test_conv_output_size_refuses_meaningless_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        conv_output_size(*args)
+
+
+def test_conv_output_size_zero_padding_and_exact_fit():
+    assert conv_output_size(5, 5) == 1
+    assert conv_output_size(28, 2, 2) == 14
+
+
+@pytest.mark.parametrize("bad", [nn.Linear, torch.zeros(3), "model", None])
+def test_count_parameters_needs_a_module_instance(bad):
+    with pytest.raises(TypeError, match="module instance"):
+        count_parameters(bad)
+
+
+@pytest.mark.parametrize("cls", [LinearStack, BrokenLinearStack])
+@pytest.mark.parametrize("args", [(0, 10), (5, 0), (-1, 3), (2.5, 3), (True, 3)])
+def test_stacks_refuse_bad_sizes(cls, args):
+    with pytest.raises(ValueError, match="must be a positive int"):
+        cls(*args)
+
+
+@pytest.mark.parametrize("a,b", [(float("nan"), 0.1), (-0.1, float("inf")), ("0", 1), (None, 1)])
+def test_init_weights_bounds_must_be_finite_numbers(a, b):
+    with pytest.raises(ValueError, match="finite number"):
+        init_weights(nn.Linear(2, 2), "uniform", a=a, b=b)
+
+
+def test_init_weights_needs_a_module_instance():
+    with pytest.raises(TypeError, match="build it first"):
+        init_weights(nn.Linear, "kaiming")
+    with pytest.raises(TypeError, match="module instance"):
+        init_weights(torch.zeros(2, 2))
