@@ -1,13 +1,18 @@
-# Two commands for a fresh machine (Python 3.11 + pip + the package registries):
-#   make lab    set up .venv and open the course in JupyterLab
-#   make test   set up .venv and run the whole test suite (what CI runs)
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Two commands for a fresh machine (Python >= settings.ini's min_python, pip, the package registries):
+#   make lab     set up .venv and open the course in JupyterLab
+#   make test    set up .venv and run the whole test suite (what CI runs, less the floor-version run)
+#   make compat  every notebook on the floor versions of settings.ini, in a separate venv (_work/compat/)
+PYTHON ?= $(shell command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+MIN_PYTHON := $(shell sed -n 's/^min_python *= *//p' settings.ini)
 
-.PHONY: lab test install export clean-nbs student bench docs nb readme
+.PHONY: lab test install export clean-nbs student bench docs nb readme compat chromium
 
 $(BIN)/activate:
+	@$(PYTHON) -c "import sys; v = tuple(map(int, '$(MIN_PYTHON)'.split('.'))); sys.exit(0 if sys.version_info[:2] >= v else \
+	  'the course needs Python $(MIN_PYTHON) or newer (settings.ini min_python); $(PYTHON) is ' + sys.version.split()[0] + \
+	  ': run  make PYTHON=python$(MIN_PYTHON) ...')"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
@@ -23,8 +28,20 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install
 	$(BIN)/jupyter lab $(ROOT_FLAG) nbs/
 
-test: install
+# The browser check drives JupyterLab in Chromium: use the system's, else install Debian's (as root)
+# or Playwright's own; if none can be had, .ci/checks.py skips that one check and says why.
+chromium: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1 ) \
+	  || $(BIN)/playwright install chromium >/dev/null 2>&1 \
+	  || echo "no Chromium could be found or installed: the browser check will be skipped"
+
+test: install chromium
 	$(BIN)/python .ci/checks.py
+
+# Needs only a Python of the floor version (python$(MIN_PYTHON) on PATH, else the default python3)
+compat:
+	$(PYTHON) .ci/compat.py
 
 export: install
 	$(BIN)/nbdev_export
@@ -40,13 +57,17 @@ bench: install
 
 docs: install
 	$(BIN)/nbdev_proc_nbs
+	rm -f nbs/nbdev.yml  # written for Quarto beside the chapters; not part of the course
+
+# Kernels over local IPC sockets in a private folder: no TCP port, no "without encryption" warning
+IPC = --KernelManager.transport=ipc --KernelManager.ip=$$(mktemp -d)/kernel
 
 # Re-run one notebook top to bottom in a fresh kernel, save its outputs, clean it:
 #   make nb NB=nbs/00_tensors.ipynb
 nb: install
 	$(BIN)/nbdev_export
 	cd $(dir $(NB)) && $(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=900 $(notdir $(NB))
+	  --ExecutePreprocessor.timeout=900 $(IPC) $(notdir $(NB))
 	$(BIN)/nbdev_clean --fname $(NB)
 	$(BIN)/nbdev_export
 

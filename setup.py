@@ -1,5 +1,5 @@
 from configparser import ConfigParser
-import setuptools, shlex
+import re, setuptools, shlex
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])
@@ -24,11 +24,16 @@ dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
+# README.md links into the repository (nbs/00_tensors.ipynb) for GitHub; PyPI needs absolute links
+blob = f"{cfg['git_url']}/blob/{cfg['branch']}/"
+long_description = re.sub(r"\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)", lambda m: f"]({blob}{m[1]})",
+                          open('README.md', encoding='utf-8').read())
+
 setuptools.setup(
     name = cfg['lib_name'],
     license = lic[0],
     classifiers = [
-        'Development Status :: ' + statuses[int(cfg['status'])],
+        'Development Status :: ' + statuses[int(cfg['status']) - 1],  # status = 3 -> '3 - Alpha'
         'Intended Audience :: ' + cfg['audience'].title(),
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
@@ -39,7 +44,7 @@ setuptools.setup(
     extras_require={ 'dev': dev_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
-    long_description = open('README.md', encoding='utf-8').read(),
+    long_description = long_description,
     long_description_content_type = 'text/markdown',
     zip_safe = False,
     entry_points = {

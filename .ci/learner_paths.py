@@ -21,6 +21,15 @@ def _skipped(c) -> bool:
     return bool(_flags(_src(c)) & {"slow", "cuda", "eval:false"})
 
 # --- a standard Jupyter kernel ------------------------------------------------------------------
+def ipc_config():
+    """Kernels talk over local IPC sockets in a private temporary folder, not over TCP: nothing listens on
+    the network, and the kernel has no reason to warn that TCP traffic is unencrypted."""
+    from traitlets.config import Config
+    c = Config()
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(Path(tempfile.mkdtemp(prefix="kernel-"))/"ipc")  # socket files kernel-ipc-1, -2, ... live here
+    return c
+
 def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
     "Run a notebook top to bottom in a fresh kernel, as Run All does, skipping slow/cuda cells; raise on error."
     import nbformat
@@ -30,7 +39,7 @@ def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
     keep = [c for c in nb.cells if not (c.cell_type == "code" and _skipped(c))]
     run = nbformat.v4.new_notebook(cells=[nbformat.from_dict(json.loads(json.dumps(c))) for c in keep], metadata=nb.metadata)
     client = NotebookClient(run, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
+                            resources={"metadata": {"path": str(cwd)}}, config=ipc_config())
     client.execute()
     return keep, run.cells
 
@@ -86,34 +95,93 @@ def wait_http(url: str, timeout: float, proc=None):
         except Exception: time.sleep(0.5)
     raise TimeoutError(f"no answer from {url} in {timeout:.0f} s")
 
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser"):
+def chromium_path() -> str|None:
+    """A Chromium to drive: the system's (Debian's `chromium`, which `make test` installs where it can),
+    else the one `playwright install chromium` downloads (None: Playwright's own); FileNotFoundError if neither."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
         p = shutil.which(name)
         if p: return p
-    raise FileNotFoundError("Debian's chromium is not installed: `apt-get install chromium` (.ci/run does this)")
+    try:
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            if Path(pw.chromium.executable_path).exists(): return None
+    except Exception: pass
+    raise FileNotFoundError("no Chromium: install Debian's `chromium` (apt-get install chromium) "
+                            "or run `.venv/bin/playwright install chromium`")
 
 # the kernel is ready when JupyterLab's status bar or toolbar says so
 _KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(e => /\\|\\s*Idle/.test(e.textContent || ''))"""
 
+# JupyterLab settings for a quiet, checkable page: every cell in the DOM (no windowing, so the checks
+# see all outputs), no "receive Jupyter news?" pop-up and no update check over the screenshots
+LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+                "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False}}
+
+def _start_lab(work: Path, log) -> tuple[subprocess.Popen, str]:
+    "JupyterLab on a free local port with kernels over IPC and the settings above; returns (process, base URL with token)."
+    for name, value in LAB_SETTINGS.items():
+        f = work/".jupyter"/"lab"/"user-settings"/name
+        f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(value))
+    token, port = secrets.token_hex(16), free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work/".jupyter"), "JUPYTER_RUNTIME_DIR": str(work/"runtime")}
+    lab = subprocess.Popen([str(Path(sys.executable).parent/"jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                            f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work/'nbs'}",
+                            "--ServerApp.open_browser=False", "--LabApp.news_url=",
+                            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                            "--KernelManager.transport=ipc"],  # local sockets: no TCP, no "without encryption" warning
+                           stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 90, lab)
+    return lab, f"http://127.0.0.1:{port}", token
+
+def _run_all(page, saved: Path, nb_name: str, timeout: float) -> float:
+    "Run All through the menu, then wait until the saved file has every code cell run (or an error)."
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)   # the Run menu
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
+    t0 = time.time()
+    while True:
+        page.wait_for_timeout(2000)
+        if page.evaluate(_KERNEL_IDLE):
+            page.keyboard.press("Control+s"); page.wait_for_timeout(1500)
+            code = [c for c in json.loads(saved.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+            if all(c.get("execution_count") for c in code) or any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])):
+                return time.time() - t0
+        if time.time() - t0 > timeout:
+            page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png"))
+            raise TimeoutError(f"Run All of {nb_name} did not finish in {timeout:.0f} s")
+
+# what the page shows, read from the DOM after Run All
+_PAGE = """() => {
+  const outs = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')];
+  const mime = m => outs.filter(o => o.getAttribute('data-mime-type') === m);
+  const stderr = mime('application/vnd.jupyter.stderr').map(o => o.textContent || '');
+  return {errors: mime('application/vnd.jupyter.error').length,
+          images: outs.filter(o => o.querySelector('img') && o.querySelector('img').naturalWidth > 0).length,
+          bars: stderr.filter(t => /100%\\|/.test(t)).length,
+          cells: document.querySelectorAll('.jp-Notebook .jp-CodeCell').length};
+}"""
+
+def _shoot(page, selector: str, path: Path):
+    "Scroll the first element matching `selector` into view (if any) and keep a screenshot of the window."
+    el = page.locator(selector).first
+    if el.count(): el.scroll_into_view_if_needed(); page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=False)
+
 def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 300) -> dict:
-    "Open a chapter in JupyterLab in headless Chromium, Run All through the UI, save, and inspect the result."
+    """Open a chapter in JupyterLab in headless Chromium, Run All through the UI, save, and report what
+    the saved file and the page show; screenshots go to ci-artifacts/."""
     from playwright.sync_api import sync_playwright
     work = Path(tempfile.mkdtemp(prefix="lab-"))
     shutil.copytree(NBS, work/"nbs", ignore=shutil.ignore_patterns("_work", ".ipynb_checkpoints"))
-    token, port = secrets.token_hex(16), free_port()
-    log = open(ART/"jupyterlab.log", "w")
-    lab = subprocess.Popen([str(Path(sys.executable).parent/"jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-                            f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work/'nbs'}",
-                            "--ServerApp.open_browser=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_CONFIG_DIR": str(work/".jupyter")})
+    log_path = ART/f"jupyterlab-{Path(nb_name).stem}.log"
+    log = open(log_path, "w")
+    lab = None
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 90, lab)
+        lab, url, token = _start_lab(work, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{nb_name}?token={token}", timeout=120_000)
+            page.goto(f"{url}/lab/tree/{nb_name}?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            # the kernel is up when the toolbar's status says Idle
             page.wait_for_timeout(3000)
             if page.locator(".jp-Dialog").count():  # a notebook without a kernelspec asks which kernel
                 page.locator(".jp-Dialog button.jp-mod-accept").click()
@@ -121,34 +189,28 @@ def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 300) -> 
                 page.wait_for_function(_KERNEL_IDLE, timeout=120_000, polling=500)
             except Exception:
                 page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png")); raise
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)   # the Run menu
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
-            t0, saved = time.time(), work/"nbs"/nb_name
-            while True:  # JupyterLab renders only visible cells, so judge progress from the saved file
-                page.wait_for_timeout(2000)
-                if page.evaluate(_KERNEL_IDLE):
-                    page.keyboard.press("Control+s"); page.wait_for_timeout(1500)
-                    code = [c for c in json.loads(saved.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
-                    if all(c.get("execution_count") for c in code) or any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])):
-                        break
-                if time.time() - t0 > timeout:
-                    page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png"))
-                    raise TimeoutError(f"Run All of {nb_name} did not finish in {timeout:.0f} s")
-            run_s = time.time() - t0
-            errors_on_page = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
-            page.screenshot(path=str(ART/f"jupyterlab-{nb_name}.png"), full_page=False)
+            run_s = _run_all(page, work/"nbs"/nb_name, nb_name, timeout)
+            seen = page.evaluate(_PAGE)
+            stem = Path(nb_name).stem
+            page.screenshot(path=str(ART/f"jupyterlab-{stem}.png"))
+            _shoot(page, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", ART/f"jupyterlab-{stem}-progress.png")
+            _shoot(page, ".jp-OutputArea-output img", ART/f"jupyterlab-{stem}-plot.png")
+            dialogs = page.locator(".jp-Dialog, .jp-toast-container .Toastify__toast").count()
             browser.close()
-        nb = json.loads((work/"nbs"/nb_name).read_text(encoding="utf-8"))
-        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-        errors = [o.get("ename", "") + ": " + o.get("evalue", "") for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        unrun = [i for i, c in enumerate(code) if c.get("execution_count") is None]
-        return {"run_s": run_s, "errors": errors, "unrun_cells": unrun, "cells": len(code), "red_on_page": errors_on_page}
     finally:
-        lab.terminate()
-        try: lab.wait(20)
-        except subprocess.TimeoutExpired: lab.kill()
+        if lab is not None:
+            lab.terminate()
+            try: lab.wait(20)
+            except subprocess.TimeoutExpired: lab.kill()
         log.close()
-        shutil.rmtree(work, ignore_errors=True)
+    nb = json.loads((work/"nbs"/nb_name).read_text(encoding="utf-8"))
+    shutil.rmtree(work, ignore_errors=True)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    errors = [o.get("ename", "") + ": " + o.get("evalue", "") for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    unrun = [i for i, c in enumerate(code) if c.get("execution_count") is None]
+    noise = [l.strip() for l in log_path.read_text(errors="replace").splitlines() if re.search(r"without encryption|Traceback", l)]
+    return {"run_s": run_s, "errors": errors, "unrun_cells": unrun, "cells": len(code), "page": seen,
+            "popups": dialogs, "log_noise": noise}
 
 # --- docs pipeline and Colab ----------------------------------------------------------------------
 def sidebar_entries() -> list[str]:
