@@ -4,27 +4,50 @@
 
 # %% ../nbs/02_data.ipynb #2ca2a7a3
 from __future__ import annotations
-import glob, math
+import fnmatch, math, os, re, shutil, warnings
 from pathlib import Path
+import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, DataLoader, TensorDataset
 from torchvision import transforms
+from torchvision.transforms import v2
 import torchvision.transforms.functional as TF
 
 # %% auto #0
 __all__ = ['digits_tensors', 'load_rgb', 'ImageDataset', 'digits_to_imagefolder', 'CSVImageDataset', 'mean_std', 'PairedCropFlip',
            'denormalize', 'show_batch', 'InMemoryLoader']
 
+# %% ../nbs/02_data.ipynb #96b2ff1a
+def _check_int(name: str, value, low: int=1) -> int:
+    "`value` as an int if it is a whole number >= low; a clear error otherwise (True is not a size)."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        what = "a positive whole number" if low == 1 else f"a whole number >= {low}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+def _check_valid_pct(valid_pct, n: int=1797, n_classes: int=10):
+    "valid_pct must be a fraction that leaves every class an image on both sides of the split."
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 < valid_pct < 1:
+        raise ValueError(f"valid_pct is the share of images kept for validation, a fraction strictly between 0 and 1 "
+                         f"(0.2 keeps 20 %), got {valid_pct!r}")
+    n_valid = math.ceil(valid_pct * n)
+    if min(n_valid, n - n_valid) < n_classes:
+        raise ValueError(f"valid_pct={valid_pct} keeps {n_valid} of {n} images for validation: each side of the split needs at least "
+                         f"one image of each of the {n_classes} classes, so use a value between {n_classes / n:.3f} and {1 - n_classes / n:.3f}")
+
 # %% ../nbs/02_data.ipynb #50d04f6d
-def digits_tensors(size: int=28,        # side of the square images returned (8 is the original)
-                   valid_pct: float=0.2,  # share of each class kept for validation
+def digits_tensors(size: int=28,          # side of the square images returned (8 is the original)
+                   valid_pct: float=0.2,  # share of each class kept for validation, a fraction in (0, 1)
                    seed: int=42,          # seed of the stratified split
                   ):
     "The bundled scikit-learn digits as float tensors [N, 1, size, size] in [0, 1]: (X_train, y_train, X_valid, y_valid)."
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+    size, seed = _check_int("size", size), _check_int("seed", seed, low=0)
+    _check_valid_pct(valid_pct)
     d = load_digits()
     X = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8: X = F.interpolate(X, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
@@ -33,19 +56,80 @@ def digits_tensors(size: int=28,        # side of the square images returned (8 
     idx_train, idx_valid = torch.tensor(idx_train), torch.tensor(idx_valid)
     return X[idx_train], y[idx_train], X[idx_valid], y[idx_valid]
 
+# %% ../nbs/02_data.ipynb #e1eb19d0
+_GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey PNGs open in one of these modes
+
+def _check_pixels(im: Image.Image, path):
+    "Refuse an image that declares more pixels than PIL's limit (a decompression bomb) instead of only warning."
+    limit, (w, h) = Image.MAX_IMAGE_PIXELS, im.size
+    if limit is not None and w * h > limit:
+        raise ValueError(f"'{path}' declares {w}x{h} = {w * h:,} pixels, more than PIL's limit of {limit:,} (a possible "
+                         f"decompression bomb): if you trust the file, raise the limit with PIL.Image.MAX_IMAGE_PIXELS = {w * h}")
+
+def _to_rgb(im: Image.Image, path) -> Image.Image:
+    "Any PIL image as 8-bit RGB; 16-bit grey is scaled (PIL's own convert would clip it to 255, all white)."
+    if im.mode in _GREY16:
+        a = np.asarray(im).astype(np.int64)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"'{path}' is a 32-bit integer image with values {a.min()}..{a.max()}: convert it to 8 or 16 bits first")
+        im = Image.fromarray((a / 257).round().astype(np.uint8))  # 0..65535 -> 0..255
+    elif im.mode == "F":
+        raise ValueError(f"'{path}' is a floating-point image (PIL mode F): convert it to 8 or 16 bits first")
+    if im.mode == "P": im = im.convert("RGBA")  # lets PIL apply a palette's transparency
+    return im.convert("RGB")  # convert() reads every pixel, so a truncated file fails here
+
 # %% ../nbs/02_data.ipynb #16f4c499
 def load_rgb(path) -> Image.Image:
-    "Open an image file as an RGB PIL image (grey, palette and RGBA become RGB); a clear error if it is not one."
+    "Open an image file as an 8-bit RGB PIL image (grey, 16-bit, palette and RGBA become RGB); a clear error if it is not one."
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"'{path}' is a folder, not an image file: give the path of an image")
     try:
-        with Image.open(path) as im:
-            if im.mode == "P": im = im.convert("RGBA")  # lets PIL apply a palette's transparency
-            return im.convert("RGB")  # convert() reads every pixel, so a truncated file fails here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels raises instead
+            with Image.open(path) as im:
+                _check_pixels(im, path)
+                return _to_rgb(im, path)
     except FileNotFoundError: raise
+    except Image.DecompressionBombError:
+        raise ValueError(f"'{path}' declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels (a possible decompression "
+                         f"bomb): if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS") from None
     except UnidentifiedImageError:
         raise ValueError(f"'{path}' is not an image PIL can read: remove it, or narrow the glob pattern to image files (e.g. '*.png')") from None
     except OSError as e:  # PIL reports truncated or corrupt pixel data as OSError
         raise ValueError(f"'{path}' is a broken image file ({e}): re-create or remove it") from None
+
+# %% ../nbs/02_data.ipynb #84397677
+_MAGIC = re.compile(r"[*?[]")
+
+def _entries(folder: Path) -> list:
+    try: return sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError: return []  # unreadable or not a folder: nothing matches there, as with glob
+
+def _find_files(pattern: str) -> list[Path]:
+    "Files matching a glob pattern (`**`: any depth); follows links to folders, never enters one folder twice, so link loops end."
+    parts = Path(pattern).parts
+    k = next((i for i, p in enumerate(parts) if _MAGIC.search(p)), len(parts))
+    found, seen = {}, set()
+    def add(p: Path): rp = os.path.realpath(p); found[rp] = min(found.get(rp, p), p)  # one path per real file
+    def walk(folder: Path, rest: tuple):
+        if not rest:
+            if folder.is_file(): add(folder)
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            if (os.path.realpath(folder), rest) in seen: return  # a link loop, or two links to one folder
+            seen.add((os.path.realpath(folder), rest))
+            walk(folder, tail)
+            for e in _entries(folder):
+                if e.name.startswith("."): continue
+                if e.is_dir(): walk(folder/e.name, rest)
+                elif not tail and e.is_file(): add(folder/e.name)
+        elif _MAGIC.search(head):
+            for e in _entries(folder):
+                if fnmatch.fnmatch(e.name, head) and (head.startswith(".") or not e.name.startswith(".")): walk(folder/e.name, tail)
+        else: walk(folder/head, tail)
+    walk(Path(*parts[:k]) if k else Path("."), parts[k:])
+    return sorted(found.values())
 
 # %% ../nbs/02_data.ipynb #d9f15bc5
 class ImageDataset(Dataset):
@@ -53,14 +137,14 @@ class ImageDataset(Dataset):
     def __init__(self, glob_pattern: str,  # e.g. "photos/*.png"; `**` matches folders at any depth
                  patch_size: int,          # side of the square patch cut from each image, in pixels
                 ):
-        self.paths = sorted(Path(p) for p in glob.glob(str(glob_pattern), recursive=True) if Path(p).is_file())
+        if not isinstance(glob_pattern, (str, os.PathLike)):
+            raise TypeError(f"glob_pattern must be a string such as 'photos/*.png', got {type(glob_pattern).__name__}")
+        self.patch_size = _check_int("patch_size", patch_size)
+        self.paths = _find_files(str(glob_pattern))
         if not self.paths:
             raise FileNotFoundError(f"no file matches the pattern '{glob_pattern}': check the pattern and the folder it is relative to")
-        if not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"patch_size must be a positive whole number of pixels, got {patch_size!r}")
-        self.patch_size = patch_size
-        self.transform = transforms.Compose([transforms.RandomCrop(patch_size), transforms.RandomHorizontalFlip(),
-                                             transforms.RandomVerticalFlip(), transforms.ToTensor()])
+        self.transform = v2.Compose([v2.ToImage(), v2.RandomCrop(patch_size), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                                     v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()])  # crop uint8, then convert
     def __len__(self): return len(self.paths)
     def __getitem__(self, i: int) -> torch.Tensor:
         img = load_rgb(self.paths[i])
@@ -70,19 +154,76 @@ class ImageDataset(Dataset):
                              f"use a patch_size of at most {min(w, h)}, or remove the small image")
         return self.transform(img)
 
+# %% ../nbs/02_data.ipynb #2cd202c0
+def _clear_splits(root: Path, overwrite: bool):
+    "Refuse to write into `root/train` or `root/valid` when they hold files, unless `overwrite`: then remove those two only."
+    used = [root/s for s in ("train", "valid") if (root/s).exists() and (not (root/s).is_dir() or any((root/s).iterdir()))]
+    if used and not overwrite:
+        raise FileExistsError(f"'{used[0]}' already exists and is not empty: choose another root, or pass overwrite=True to replace it")
+    for p in used: shutil.rmtree(p) if p.is_dir() else p.unlink()
+
 # %% ../nbs/02_data.ipynb #0cf62ecf
 def digits_to_imagefolder(root,               # folder to write; `root/train/<digit>/*.png` and `root/valid/<digit>/*.png`
                           size: int=28,       # side of the square PNGs
                           valid_pct: float=0.2, seed: int=42,  # the split, as in `digits_tensors`
+                          overwrite: bool=False,  # replace `root/train` and `root/valid` if they already hold files
                          ) -> Path:
     "Write the bundled digits as greyscale PNGs in ImageFolder layout (one folder per class) and return `root`."
     root = Path(root)
-    X_train, y_train, X_valid, y_valid = digits_tensors(size, valid_pct, seed)
+    X_train, y_train, X_valid, y_valid = digits_tensors(size, valid_pct, seed)  # checks the arguments first
+    _clear_splits(root, overwrite)
     for split, X, y in (("train", X_train, y_train), ("valid", X_valid, y_valid)):
         for c in range(10): (root/split/str(c)).mkdir(parents=True, exist_ok=True)
         pixels = (X[:, 0] * 255).round().to(torch.uint8).numpy()
         for i, (img, c) in enumerate(zip(pixels, y.tolist())): Image.fromarray(img).save(root/split/str(c)/f"{i:04d}.png")
     return root
+
+# %% ../nbs/02_data.ipynb #c4e223c2
+def _table_labels(df, label_col: str) -> list[str]:
+    "The label column as strings; rows without a label are an error, not a class named 'nan'."
+    col = df[label_col]
+    empty = (col.isna() | (col.astype(str).str.strip() == "")).to_numpy()
+    if empty.any():
+        rows = np.flatnonzero(empty).tolist()
+        raise ValueError(f"{len(rows)} rows have no label in column '{label_col}' (rows {rows[:5]}, counting from 0): fill them in or drop them")
+    return col.astype(str).tolist()
+
+def _class_names(labels: list[str], classes=None) -> list[str]:
+    "The given class list after checking it covers every label, else the sorted labels (numerically when all are numbers)."
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if len(set(classes)) != len(classes): raise ValueError(f"classes= lists a name twice: {classes}")
+        unknown = sorted(set(labels) - set(classes))
+        if unknown: raise ValueError(f"labels {unknown[:5]} are not in classes={classes}: add them to classes=, or fix the table")
+        return classes
+    def number(s):
+        try: return float(s)
+        except ValueError: return None
+    names = set(labels)
+    return sorted(names, key=float) if all(number(c) is not None for c in names) else sorted(names)  # '2' before '10'
+
+def _table_paths(paths: list[str], root: Path, allow_outside_root: bool) -> list[Path]:
+    "Each path joined to root; paths that leave root (absolute, or through '..') are refused unless allowed; missing files are named."
+    base, out = Path(os.path.abspath(root)), []
+    for i, p in enumerate(paths):
+        full = Path(os.path.abspath(base/p))
+        if not allow_outside_root and (Path(p).is_absolute() or base not in full.parents):
+            raise ValueError(f"row {i}: the path '{p}' leads outside the root folder '{root}' (or is absolute): write paths "
+                             f"relative to root, or pass allow_outside_root=True if you trust the table")
+        out.append(Path(root)/p)
+    missing = [str(p) for p in out if not p.is_file()]
+    if missing: raise FileNotFoundError(f"{len(missing)} files listed in the table do not exist, e.g. '{missing[0]}': check root= and the paths")
+    return out
+
+def _read_table(table, path_col: str, label_col: str):
+    "The table as a DataFrame with both columns, and the folder its relative paths start from by default."
+    import pandas as pd
+    is_file = isinstance(table, (str, os.PathLike))
+    df = pd.read_csv(table) if is_file else table
+    if not isinstance(df, pd.DataFrame): raise TypeError(f"table must be a CSV file's path or a DataFrame, got {type(table).__name__}")
+    missing = [c for c in (path_col, label_col) if c not in df.columns]
+    if missing: raise KeyError(f"the table has no column {missing} (it has {list(df.columns)}): pass path_col= and label_col=")
+    return df, (Path(table).parent if is_file else Path("."))
 
 # %% ../nbs/02_data.ipynb #25c7175a
 class CSVImageDataset(Dataset):
@@ -92,34 +233,59 @@ class CSVImageDataset(Dataset):
                  transform=None,            # applied to each PIL image
                  path_col: str="path",      # the column of image paths
                  label_col: str="class",    # the column of class names
+                 classes=None,              # every class name, in label order: share one numbering between train and valid
+                 allow_outside_root: bool=False,  # accept absolute paths and paths through '..' that leave root
                 ):
-        import pandas as pd
-        from torchvision.datasets.folder import default_loader
-        df = pd.read_csv(table) if isinstance(table, (str, Path)) else table
-        missing = [c for c in (path_col, label_col) if c not in df.columns]
-        if missing: raise KeyError(f"the table has no column {missing} (it has {list(df.columns)}): pass path_col= and label_col=")
-        if root is None: root = Path(table).parent if isinstance(table, (str, Path)) else Path(".")
-        labels = df[label_col].astype(str).tolist()
-        self.classes = sorted(set(labels))
+        df, default_root = _read_table(table, path_col, label_col)
+        root = Path(root) if root is not None else default_root
+        labels = _table_labels(df, label_col)
+        self.classes = _class_names(labels, classes)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.samples = [(Path(root)/p, self.class_to_idx[c]) for p, c in zip(df[path_col].astype(str), labels)]
+        paths = _table_paths(df[path_col].astype(str).tolist(), root, allow_outside_root)
+        self.samples = [(p, self.class_to_idx[c]) for p, c in zip(paths, labels)]
         self.targets = [t for _, t in self.samples]
-        self.transform, self.loader = transform, default_loader
+        self.transform, self.loader = transform, load_rgb  # torchvision's default_loader, plus load_rgb's checks
     def __len__(self): return len(self.samples)
     def __getitem__(self, i: int):
         path, target = self.samples[i]
         img = self.loader(path)
         return (self.transform(img) if self.transform else img), target
 
+# %% ../nbs/02_data.ipynb #028e1792
+def _check_images(xb: torch.Tensor):
+    "A batch mean_std can use: floats [N, C, H, W] with no NaN or infinity."
+    if xb.dim() != 4:
+        fix = "add the channel dimension with x.unsqueeze(1)" if xb.dim() == 3 else "pass images [N, C, H, W]"
+        raise ValueError(f"mean_std needs images [N, C, H, W], got a batch of shape {tuple(xb.shape)}: {fix}")
+    if not xb.is_floating_point():
+        raise ValueError(f"mean_std got {xb.dtype} images: convert them to floats in [0, 1] first (x.float() / 255, "
+                         f"or v2.ToDtype(torch.float32, scale=True)), the scale Normalize will see")
+    if not torch.isfinite(xb).all(): raise ValueError("mean_std found NaN or infinite values in the images: find and fix those images first")
+
+class _TensorsOnly(Dataset):
+    "A view of a dataset that fails clearly, at the first sample, when the samples are not tensors (PIL images, say)."
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        s = self.ds[i]
+        x = s[0] if isinstance(s, (list, tuple)) else s
+        if not torch.is_tensor(x):
+            raise TypeError(f"mean_std: sample {i} is a {type(x).__name__}, not a tensor: give the dataset a transform that "
+                            f"makes float tensors, e.g. v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])")
+        return s
+
 # %% ../nbs/02_data.ipynb #c053ec48
-def mean_std(data,                  # a tensor [N, C, H, W], or a Dataset of images or (image, label) pairs
+def mean_std(data,                  # a tensor [N, C, H, W] (floats), or a Dataset of images or (image, label) pairs
              batch_size: int=256,   # images per step when `data` is a Dataset
             ) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-channel mean and (population) standard deviation of a set of images: (mean [C], std [C])."
-    batches = data.split(batch_size) if torch.is_tensor(data) else DataLoader(data, batch_size=batch_size)
+    batch_size = _check_int("batch_size", batch_size)
+    if isinstance(data, np.ndarray): data = torch.from_numpy(data)
+    batches = data.split(batch_size) if torch.is_tensor(data) else DataLoader(_TensorsOnly(data), batch_size=batch_size)
     total = total_sq = n = 0
     for xb in batches:
         if isinstance(xb, (list, tuple)): xb = xb[0]  # (image, label) -> image
+        _check_images(xb)
         xb = xb.double().transpose(0, 1).flatten(1)   # [C, N*H*W]
         total, total_sq, n = total + xb.sum(1), total_sq + (xb ** 2).sum(1), n + xb.shape[1]
     if n == 0: raise ValueError("mean_std got an empty data set: pass a tensor or Dataset with at least one image")
@@ -132,7 +298,11 @@ class PairedCropFlip:
     def __init__(self, size: int,         # side of the square crop
                  hflip_p: float=0.5,      # probability of a horizontal flip
                  vflip_p: float=0.5,      # probability of a vertical flip
-                ): self.size, self.hflip_p, self.vflip_p = size, hflip_p, vflip_p
+                ):
+        for name, p in (("hflip_p", hflip_p), ("vflip_p", vflip_p)):
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError(f"{name} is a probability between 0 and 1, got {p!r}")
+        self.size, self.hflip_p, self.vflip_p = _check_int("size", size), hflip_p, vflip_p
     def __call__(self, image, mask):      # PIL images or tensors [..., H, W] of the same height and width
         (ih, iw), (mh, mw) = TF.get_image_size(image)[::-1], TF.get_image_size(mask)[::-1]
         if (ih, iw) != (mh, mw): raise ValueError(f"image is {iw}x{ih} but mask is {mw}x{mh} pixels: they must be the same size")
@@ -144,13 +314,37 @@ class PairedCropFlip:
         return image, mask
 
 # %% ../nbs/02_data.ipynb #e0cda32c
-def denormalize(x: torch.Tensor,  # normalised images [..., C, H, W]
+def denormalize(x: torch.Tensor,  # normalised images [..., C, H, W], floats
                 mean, std,        # the per-channel statistics given to Normalize
                ) -> torch.Tensor:
     "Undo `Normalize(mean, std)`: x * std + mean, per channel."
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)[:, None, None]
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)[:, None, None]
-    return x * std + mean
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 3:
+        raise ValueError(f"denormalize needs float images [..., C, H, W], got {getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(-1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(-1)
+    if {len(mean), len(std)} - {1, x.shape[-3]}:
+        raise ValueError(f"{len(mean)} means and {len(std)} stds for {x.shape[-3]} channels: give one value per channel (or one for all)")
+    return x * std[:, None, None] + mean[:, None, None]
+
+# %% ../nbs/02_data.ipynb #127a5e00
+def _check_batch(x, y, classes, nrow, max_n):
+    "What show_batch needs, checked before anything is drawn."
+    _check_int("nrow", nrow); _check_int("max_n", max_n)
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"show_batch needs images [N, C, H, W] with C = 1 or 3, got shape {tuple(getattr(x, 'shape', ()))}")
+    if y is None: return
+    n = min(len(x), max_n)
+    if len(y) < n: raise ValueError(f"{len(y)} labels for {n} images: pass one label per image")
+    if classes is not None:
+        bad = [int(v) for v in y[:n] if not 0 <= int(v) < len(classes)]
+        if bad: raise ValueError(f"labels {bad[:5]} have no name in classes (it has {len(classes)} names, labels 0..{len(classes) - 1})")
+
+def _write_labels(ax, y, classes, nrow, h, w, strip, pad):
+    "Each image's class name, centred in the white strip under it."
+    for k, label in enumerate(torch.as_tensor(y).tolist()):
+        r, c = divmod(k, nrow)
+        name = classes[label] if classes is not None else str(label)
+        ax.text(c * (w + pad) + pad + w / 2, r * (h + strip + pad) + pad + h + strip / 2, name, ha="center", va="center", fontsize=8)
 
 # %% ../nbs/02_data.ipynb #c6fc6595
 def show_batch(x: torch.Tensor,   # images [N, C, H, W], C = 1 or 3
@@ -163,49 +357,66 @@ def show_batch(x: torch.Tensor,   # images [N, C, H, W], C = 1 or 3
     "Show a batch as one make_grid image, un-normalised, with each image's class name under it; returns the figure."
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
+    _check_batch(x, y, classes, nrow, max_n)
     x = x[:max_n].detach().float().cpu()
     if mean is not None: x = denormalize(x, mean, std)
     x = x.clamp(0, 1)  # rounding can leave values just outside [0, 1]
     n, _, h, w = x.shape
     strip = max(10, round(0.35 * h)) if y is not None else 0
     x = F.pad(x, (0, 0, 0, strip), value=1.0)  # a white strip under each image for its label
-    pad = 2
-    grid = make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)
+    grid = make_grid(x, nrow=nrow, padding=2, pad_value=1.0)
     ncol = min(nrow, n)
     fig, ax = plt.subplots(figsize=(1.1 * ncol, 1.1 * ncol * grid.shape[1] / grid.shape[2]))
     ax.imshow(grid.permute(1, 2, 0).numpy()); ax.axis("off")
-    if y is not None:
-        for k, label in enumerate(y[:max_n].tolist()):
-            r, c = divmod(k, nrow)
-            name = classes[label] if classes is not None else str(label)
-            ax.text(c * (w + pad) + pad + w / 2, r * (h + strip + pad) + pad + h + strip / 2, name,
-                    ha="center", va="center", fontsize=8)
+    if y is not None: _write_labels(ax, y[:max_n], classes, nrow, h, w, strip, pad=2)
     return fig
+
+# %% ../nbs/02_data.ipynb #33424d8c
+def _as_batchable(t, k: int) -> torch.Tensor:
+    "A tensor with a first dimension, from a tensor, a NumPy array or a (nested) list; a clear error for anything else."
+    where = f"InMemoryLoader's argument {k}"
+    if isinstance(t, np.ndarray):
+        if t.dtype == object: raise TypeError(f"{where} is a NumPy array of Python objects: give it numbers (e.g. arr.astype(np.float32))")
+        t = torch.as_tensor(t)
+    elif isinstance(t, (list, tuple)):
+        try: t = torch.stack(list(t)) if t and all(torch.is_tensor(v) for v in t) else torch.as_tensor(t)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{where} is a list that is not one block of numbers of one shape ({e}): make it a tensor first") from None
+    elif not torch.is_tensor(t):
+        raise TypeError(f"{where} is a {type(t).__name__}: InMemoryLoader takes tensors (or NumPy arrays, lists); for a Dataset use DataLoader")
+    if t.dim() == 0: raise ValueError(f"{where} is a single number (0-d tensor): it needs a first dimension of samples")
+    return t
 
 # %% ../nbs/02_data.ipynb #6b05bb65
 class InMemoryLoader:
     "Batches of tensors held in memory, by indexing: a fast DataLoader for data sets that fit in memory."
-    def __init__(self, *tensors: torch.Tensor,  # tensors sharing their first dimension, e.g. X, y
+    def __init__(self, *tensors: torch.Tensor,  # tensors (or NumPy arrays, lists) sharing their first dimension, e.g. X, y
                  batch_size: int=64,
                  shuffle: bool=False,            # a new order every epoch, drawn from torch's RNG (or `generator`)
                  drop_last: bool=False,          # drop the last partial batch
                  generator: torch.Generator|None=None):
         if not tensors: raise ValueError("InMemoryLoader needs at least one tensor, e.g. InMemoryLoader(X, y)")
+        tensors = tuple(_as_batchable(t, k) for k, t in enumerate(tensors))
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
             raise ValueError(f"tensors differ in length {[len(t) for t in tensors]}: they must share their first dimension")
-        if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = _check_int("batch_size", batch_size)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.tensors, self.batch_size, self.shuffle, self.drop_last, self.generator = tensors, batch_size, shuffle, drop_last, generator
         self.dataset = TensorDataset(*tensors)  # for code that asks len(loader.dataset): the number of samples
     def __len__(self):
         n = len(self.tensors[0])
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-    def __iter__(self):
-        n, bs = len(self.tensors[0]), self.batch_size
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-            orders = {t.device: order.to(t.device) for t in self.tensors}  # moved once per epoch, not per batch
-        for b in range(len(self)):
-            sl = slice(b * bs, (b + 1) * bs)
-            if self.shuffle: yield tuple(t.index_select(0, orders[t.device][sl]) for t in self.tensors)
-            else: yield tuple(t[sl] for t in self.tensors)  # views: no copy at all
+
+# %% ../nbs/02_data.ipynb #24dc7f2f
+@patch
+def __iter__(self: InMemoryLoader):
+    n, bs = len(self.tensors[0]), self.batch_size
+    if self.shuffle:
+        order = torch.randperm(n, generator=self.generator)
+        orders = {t.device: order.to(t.device) for t in self.tensors}  # moved once per epoch, not per batch
+    for b in range(len(self)):
+        sl = slice(b * bs, (b + 1) * bs)
+        if self.shuffle: yield tuple(t.index_select(0, orders[t.device][sl]) for t in self.tensors)
+        else: yield tuple(t[sl] for t in self.tensors)  # views: no copy at all

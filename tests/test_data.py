@@ -54,7 +54,7 @@ def test_image_dataset_full_size_patch_is_whole_image_up_to_flips(photos):
     full = transforms.ToTensor()(Image.open(photos/"a_rgb.png"))
     crops = [full[:, :, j:j + 40] for j in range(11)]
     variants = [c.flip(d) if d else c for c in crops for d in (None, -1, -2)] + [c.flip(-1).flip(-2) for c in crops]
-    assert any(torch.equal(x, v) for v in variants)
+    assert any(torch.allclose(x, v, atol=1e-6) for v in variants)  # v2 scales by multiplying with 1/255: last-bit rounding
 
 
 def test_image_dataset_no_match_names_pattern(tmp_path):
@@ -120,7 +120,8 @@ def test_csv_dataset_from_csv_and_dataframe(tmp_path):
     assert ds.classes == ["cat", "dog"] and ds.class_to_idx == {"cat": 0, "dog": 1}
     x, y = ds[0]
     assert y == 1 and x.shape == (3, 6, 6) and x.min() == 1.0  # the white dog, converted to RGB
-    img, y = CSVImageDataset(pd.DataFrame({"file": [str(d/"cats/c.png")], "label": [3]}), path_col="file", label_col="label")[0]
+    img, y = CSVImageDataset(pd.DataFrame({"file": [str(d/"cats/c.png")], "label": [3]}), path_col="file", label_col="label",
+                             allow_outside_root=True)[0]
     assert img.mode == "RGB" and y == 0
     with pytest.raises(KeyError, match="pass path_col="):
         CSVImageDataset(pd.DataFrame({"file": ["x.png"], "class": ["a"]}))
@@ -226,3 +227,284 @@ def test_show_batch_labels_and_grid():
     fig = show_batch(torch.rand(3, 1, 8, 8))  # no labels: no text, no strip
     assert not fig.axes[0].texts
     plt.close(fig)
+
+
+# ---- issue 18: every public entry point holds against the mistakes real users make ----
+
+def test_sixteen_bit_png_is_scaled_not_white(tmp_path):
+    a = (np.arange(40 * 50).reshape(40, 50) * 30 % 65536).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path/"deep.png")
+    with Image.open(tmp_path/"deep.png") as im: assert im.mode.startswith("I")  # really 16-bit on disk
+    rgb = np.asarray(load_rgb(tmp_path/"deep.png"))
+    assert rgb.shape == (40, 50, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    np.testing.assert_array_equal(rgb[..., 0], np.round(a / 257).astype(np.uint8))  # not clipped to 255
+    x = ImageDataset(str(tmp_path/"deep.png"), 40)[0]
+    assert 0.2 < x.mean() < 0.8  # PIL's own convert gives all white (1.0)
+
+
+def test_float_image_refused(tmp_path):
+    Image.fromarray(np.random.default_rng(0).random((8, 8)).astype(np.float32)).save(tmp_path/"f.tiff")
+    with pytest.raises(ValueError, match=r"f\.tiff' is a floating-point image"):
+        load_rgb(tmp_path/"f.tiff")
+
+
+def test_load_rgb_folder_and_missing(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder, not an image"):
+        load_rgb(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_rgb(tmp_path/"nope.png")
+
+
+def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path/"bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 9_000)  # 10,000 pixels: over the limit, under twice it (PIL only warns)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning leaks out
+        with pytest.raises(ValueError, match=r"bomb\.png' declares 100x100 = 10,000 pixels, more than PIL's limit of 9,000.*MAX_IMAGE_PIXELS"):
+            load_rgb(tmp_path/"bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000)  # over twice the limit: PIL raises, we name the file
+    with pytest.raises(ValueError, match=r"bomb\.png' declares more than twice PIL's limit"):
+        ImageDataset(str(tmp_path/"*.png"), 8)[0]
+
+
+def test_decompression_bomb_real_header(tmp_path):
+    "A small file that declares 9500x9500 pixels (the case reported): a clear error before any pixel is decoded."
+    import zlib
+    def chunk(kind, data): return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" + bytes(9500)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 9500, 9500, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(row * 9500, 9)) + chunk(b"IEND", b""))
+    (tmp_path/"big.png").write_bytes(png)
+    assert len(png) < 200_000
+    with pytest.raises(ValueError, match=r"big\.png' declares 9500x9500 = 90,250,000 pixels"):
+        load_rgb(tmp_path/"big.png")
+
+
+def test_image_dataset_symlink_loops_end_and_deduplicate(photos):
+    import os
+    (photos/"sub").mkdir()
+    os.symlink(photos, photos/"sub"/"back")          # a loop: sub/back -> imgs
+    os.symlink(photos/"sub", photos/"sub2")          # a second loop through another name
+    os.symlink(photos/"a_rgb.png", photos/"sub"/"z_link.png")  # the same file under two names
+    ds = ImageDataset(str(photos/"**/*.png"), 8)
+    names = [str(p.relative_to(photos)) for p in ds.paths]
+    assert names == ["a_rgb.png", "b_grey.png", "c_palette.png", "d_rgba.png"]  # each real file once, never a loop
+    assert len({os.path.realpath(p) for p in ds.paths}) == len(ds.paths)
+
+
+def test_image_dataset_follows_link_to_folder(tmp_path, photos):
+    import os
+    (tmp_path/"data").mkdir()
+    os.symlink(photos, tmp_path/"data"/"linked")  # a data folder that is a link elsewhere still counts
+    ds = ImageDataset(str(tmp_path/"data"/"**"/"*.jpg"), 8)
+    assert [p.name for p in ds.paths] == ["e_photo.jpg"]
+
+
+def test_image_dataset_glob_semantics(photos):
+    (photos/".hidden.png").write_bytes((photos/"a_rgb.png").read_bytes())
+    (photos/"deep"/"er").mkdir(parents=True)
+    (photos/"deep"/"er"/"x.png").write_bytes((photos/"a_rgb.png").read_bytes())
+    assert [p.name for p in ImageDataset(str(photos/"*.png"), 8).paths] == ["a_rgb.png", "b_grey.png", "c_palette.png", "d_rgba.png"]
+    assert [str(p.relative_to(photos)) for p in ImageDataset(str(photos/"**"), 8).paths] == [
+        "a_rgb.png", "b_grey.png", "c_palette.png", "d_rgba.png", "deep/er/x.png", "e_photo.jpg"]  # '**' alone: every file below
+    assert len(ImageDataset(str(photos/"**/*.png"), 8)) == 5  # hidden files skipped, as glob does
+    assert [p.name for p in ImageDataset(photos/"a_rgb.png", 8).paths] == ["a_rgb.png"]  # a plain path, as a Path
+    assert len(ImageDataset(str(photos/"?_*.jpg"), 8)) == 1
+
+
+def test_image_dataset_bad_arguments(photos):
+    with pytest.raises(ValueError, match="patch_size must be a positive whole number, got True"):
+        ImageDataset(str(photos/"*"), True)
+    with pytest.raises(TypeError, match="glob_pattern must be a string"):
+        ImageDataset(["a.png"], 8)
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        ImageDataset(str(photos), 8)  # a folder is not a file: point the pattern at files
+
+
+def _csv_images(tmp_path, names=("a", "b", "c")):
+    d = tmp_path/"imgs"; d.mkdir(exist_ok=True)
+    for n in names: Image.fromarray(np.zeros((4, 4), np.uint8)).save(d/f"{n}.png")
+    return d
+
+
+def test_csv_classes_shared_between_train_and_valid(tmp_path):
+    d = _csv_images(tmp_path)
+    train = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "class": ["cat", "dog", "owl"]})
+    valid = pd.DataFrame({"path": ["a.png", "c.png"], "class": ["cat", "owl"]})  # no dog in valid
+    tr = CSVImageDataset(train, root=d)
+    assert CSVImageDataset(valid, root=d).class_to_idx["owl"] == 1  # the trap: a different numbering...
+    va = CSVImageDataset(valid, root=d, classes=tr.classes)            # ... unless the classes are shared
+    assert va.classes == tr.classes and va.targets == [0, 2]
+    with pytest.raises(ValueError, match=r"labels \['owl'\] are not in classes="):
+        CSVImageDataset(valid, root=d, classes=["cat", "dog"])
+    with pytest.raises(ValueError, match="lists a name twice"):
+        CSVImageDataset(valid, root=d, classes=["cat", "owl", "cat"])
+
+
+def test_csv_numeric_labels_sort_numerically(tmp_path):
+    d = _csv_images(tmp_path)
+    pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "class": [10, 2, 1]}).to_csv(d/"t.csv", index=False)
+    ds = CSVImageDataset(d/"t.csv")
+    assert ds.classes == ["1", "2", "10"] and ds.targets == [2, 1, 0]
+    ds = CSVImageDataset(pd.DataFrame({"path": ["a.png", "b.png"], "class": ["b10", "b2"]}), root=d)
+    assert ds.classes == ["b10", "b2"]  # names that are not numbers: plain string order
+
+
+def test_csv_empty_labels_refused(tmp_path):
+    d = _csv_images(tmp_path)
+    (d/"t.csv").write_text("path,class\na.png,cat\nb.png,\nc.png,dog\n")
+    with pytest.raises(ValueError, match=r"1 rows have no label in column 'class' \(rows \[1\]"):
+        CSVImageDataset(d/"t.csv")
+    with pytest.raises(ValueError, match="have no label"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["  "]}), root=d)
+
+
+def test_csv_paths_must_stay_under_root(tmp_path):
+    d = _csv_images(tmp_path)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path/"outside.png")
+    for p in ("../outside.png", str(tmp_path/"outside.png"), "sub/../../outside.png"):
+        with pytest.raises(ValueError, match="leads outside the root folder"):
+            CSVImageDataset(pd.DataFrame({"path": [p], "class": ["x"]}), root=d)
+    ds = CSVImageDataset(pd.DataFrame({"path": ["../outside.png"], "class": ["x"]}), root=d, allow_outside_root=True)
+    assert ds[0][0].size == (4, 4)
+    (d/"sub").mkdir()
+    assert len(CSVImageDataset(pd.DataFrame({"path": ["sub/../a.png"], "class": ["x"]}), root=d)) == 1  # '..' that stays inside
+
+
+def test_csv_missing_files_and_bad_table(tmp_path):
+    d = _csv_images(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"1 files listed in the table do not exist, e.g. '.*gone\.png'"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png", "gone.png"], "class": ["x", "y"]}), root=d)
+    with pytest.raises(TypeError, match="CSV file's path or a DataFrame"):
+        CSVImageDataset([("a.png", "x")])
+
+
+def test_csv_loader_scales_sixteen_bit(tmp_path):
+    d = _csv_images(tmp_path)
+    Image.fromarray(np.full((4, 4), 32896, np.uint16)).save(d/"deep.png")
+    img, _ = CSVImageDataset(pd.DataFrame({"path": ["deep.png"], "class": ["x"]}), root=d)[0]
+    assert np.asarray(img).max() == 128  # 32896 / 257, not 255
+
+
+def test_mean_std_requires_channels_and_floats():
+    with pytest.raises(ValueError, match=r"mean_std needs images \[N, C, H, W\], got a batch of shape \(10, 6, 5\).*unsqueeze\(1\)"):
+        mean_std(torch.rand(10, 6, 5))
+    with pytest.raises(ValueError, match="torch.uint8 images: convert them to floats"):
+        mean_std(torch.zeros(4, 3, 2, 2, dtype=torch.uint8))
+    bad = torch.rand(4, 1, 3, 3); bad[2, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mean_std(bad)
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number"):
+        mean_std(torch.rand(4, 1, 3, 3), batch_size=0)
+    got = mean_std(np.ones((3, 2, 4, 4), np.float32))  # a NumPy array works like a tensor
+    assert got[0].tolist() == [1.0, 1.0] and got[1].tolist() == [0.0, 0.0]
+
+
+def test_mean_std_dataset_of_pil_images_is_clear(photos):
+    ds = datasets.ImageFolder(photos.parent)  # samples are (PIL image, label)
+    with pytest.raises(TypeError, match="sample 0 is a .*Image.*not a tensor: give the dataset a transform"):
+        mean_std(ds)
+    ds = datasets.ImageFolder(photos.parent, transform=transforms.Compose([transforms.Resize((8, 8)), transforms.ToTensor()]))
+    assert mean_std(ds)[0].shape == (3,)
+
+
+@pytest.mark.parametrize("bad", [20, 0, 1, 1.5, -0.2, True, "0.2"])
+def test_digits_valid_pct_must_be_fraction(bad):
+    with pytest.raises(ValueError, match="valid_pct is the share of images kept for validation, a fraction strictly between 0 and 1"):
+        digits_tensors(valid_pct=bad)
+
+
+def test_digits_valid_pct_too_small_for_every_class():
+    with pytest.raises(ValueError, match=r"valid_pct=0.001 keeps 2 of 1797 images.*between 0.006 and 0.994"):
+        digits_tensors(valid_pct=0.001)
+    X_train, y_train, X_valid, y_valid = digits_tensors(size=8, valid_pct=0.5)
+    assert len(X_valid) == 899 and len(X_train) == 898
+
+
+@pytest.mark.parametrize("size", [0, -4, 2.5, True, "28"])
+def test_digits_size_must_be_positive_int(size):
+    with pytest.raises(ValueError, match="size must be a positive whole number"):
+        digits_tensors(size=size)
+
+
+def test_digits_seed_checked_and_numpy_int_ok():
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0"):
+        digits_tensors(seed=-1)
+    assert digits_tensors(size=np.int64(8))[0].shape[-1] == 8
+
+
+def test_digits_to_imagefolder_refuses_to_mix_with_existing_files(tmp_path):
+    (tmp_path/"train"/"cats").mkdir(parents=True)
+    (tmp_path/"train"/"cats"/"precious.png").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"train' already exists and is not empty.*overwrite=True"):
+        digits_to_imagefolder(tmp_path, size=8)
+    assert (tmp_path/"train"/"cats"/"precious.png").exists()  # nothing touched
+    with pytest.raises(ValueError, match="valid_pct"):
+        digits_to_imagefolder(tmp_path/"new", size=8, valid_pct=20)
+    assert not (tmp_path/"new").exists()  # arguments checked before anything is written
+    digits_to_imagefolder(tmp_path, size=8, overwrite=True)
+    assert sorted(p.name for p in (tmp_path/"train").iterdir()) == [str(c) for c in range(10)]
+
+
+def test_in_memory_loader_numpy_and_lists():
+    X, y = np.arange(20, dtype=np.float32).reshape(10, 2), list(range(10))
+    batches = list(InMemoryLoader(X, y, batch_size=4))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    assert torch.equal(batches[0][0], torch.from_numpy(X[:4])) and batches[2][1].tolist() == [8, 9]
+    xb, = next(iter(InMemoryLoader([torch.zeros(2), torch.ones(2)], batch_size=2)))  # a list of tensors is stacked
+    assert xb.shape == (2, 2)
+
+
+@pytest.mark.parametrize("bad,err,msg", [
+    (np.array([object(), object()]), TypeError, "NumPy array of Python objects"),
+    ([[1, 2], [3]], TypeError, "not one block of numbers"),
+    ("abc", TypeError, "InMemoryLoader takes tensors"),
+    (torch.tensor(3.0), ValueError, "single number"),
+])
+def test_in_memory_loader_bad_inputs(bad, err, msg):
+    with pytest.raises(err, match=msg):
+        InMemoryLoader(bad)
+
+
+def test_in_memory_loader_bad_arguments():
+    X = torch.zeros(5, 2)
+    for bs in (0, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="batch_size must be a positive whole number"):
+            InMemoryLoader(X, batch_size=bs)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        InMemoryLoader(X, shuffle=True, generator=0)
+    assert len(list(InMemoryLoader(X[:0], batch_size=2))) == 0  # an empty set is allowed: zero batches
+
+
+def test_paired_crop_flip_bad_arguments():
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="size must be a positive whole number"):
+            PairedCropFlip(bad)
+    with pytest.raises(ValueError, match="hflip_p is a probability"):
+        PairedCropFlip(8, hflip_p=1.5)
+
+
+def test_denormalize_bad_arguments():
+    x = torch.rand(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="2 means and 3 stds for 3 channels"):
+        denormalize(x, [0.5, 0.5], [0.2, 0.2, 0.2])
+    with pytest.raises(ValueError, match="needs float images"):
+        denormalize((x * 255).to(torch.uint8), [0.5] * 3, [0.2] * 3)
+    with pytest.raises(ValueError, match="needs float images"):
+        denormalize(torch.rand(4, 4), [0.5], [0.2])
+    assert torch.allclose(denormalize(x, 0.5, 0.5), x * 0.5 + 0.5)  # one value for every channel
+
+
+def test_show_batch_bad_arguments():
+    import matplotlib
+    matplotlib.use("Agg")
+    x = torch.rand(4, 3, 8, 8)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        show_batch(torch.rand(4, 8, 8))
+    with pytest.raises(ValueError, match="2 labels for 4 images"):
+        show_batch(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"labels \[5\] have no name in classes"):
+        show_batch(x, torch.tensor([0, 1, 5, 1]), classes=["a", "b"])
+    with pytest.raises(ValueError, match="nrow must be a positive whole number"):
+        show_batch(x, nrow=0)
