@@ -28,9 +28,10 @@ NBS = ROOT/"nbs"
 MIN_CAUGHT = 0.90          # share of mutants the checks must catch over the course
 HELPFUL = {"message", "error"}  # kinds of ExerciseFailed that tell a learner what is wrong
 MAX_MUTANTS = 12           # per solution block, beyond "drop the last statement" (evenly spread)
+MUTANT_BUDGET_S = 30.0     # per exercise: mutants stop once they have used this much time (slow solutions train models)
 
 from pytorch_playground.exercises import (exercise_blocks, exercise_cells, fill_solutions, _CHECK_NAME, _flags,
-                                          _src, has_solutions)
+                                          _src, _is_solution_cell, has_solutions)
 
 # --- mutants ----------------------------------------------------------------------------------
 _SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.Gt, ast.Gt: ast.Lt,
@@ -69,16 +70,24 @@ def _mutate(site) -> str:
     else: old, node.ops[site[2]] = node.ops[site[2]], _SWAP[type(node.ops[site[2]])]()
     return f"line {node.lineno}: {_SYM[type(old)]} -> {_SYM[_SWAP[type(old)]]}"
 
+def _drop_last(tree) -> int:
+    "Drop the last statement, inside a trailing def or class (dropping a whole definition is too easy to catch)."
+    body = tree.body
+    while isinstance(body[-1], (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): body = body[-1].body
+    line = body.pop().lineno
+    if not body: body.append(ast.Pass())
+    return line
+
 def mutants(code: str, max_mutants: int = MAX_MUTANTS) -> list[tuple[str, str]]:
     "(description, mutated code) for a solution's code: drop the last statement, then up to max_mutants others."
     try: tree = ast.parse(code)
     except SyntaxError: return []
     if not tree.body: return []
-    t = ast.parse(code); last = t.body[-1]; t.body = t.body[:-1] or [ast.Pass()]
-    out = [(f"drop the last statement (line {last.lineno})", ast.unparse(t))]
+    t = ast.parse(code)
+    out = [(f"drop the last statement (line {_drop_last(t)})", ast.unparse(t))]
     n = len(_sites(tree))
     picks = range(n) if n <= max_mutants else sorted({round(i * (n - 1) / (max_mutants - 1)) for i in range(max_mutants)})
-    for k in picks:
+    for k in sorted(picks, key=lambda k: (k * 0.6180339887) % 1):  # any prefix is spread over the code (time budget)
         t = ast.parse(code)
         desc = _mutate(_sites(t)[k])
         out.append((desc, ast.unparse(t)))
@@ -154,7 +163,8 @@ def judge(k: Kernel, clear: list[str], variant: str, check_src: str, limit: floa
     if not last: return dict(status="unjudged", reason=r["error"] or "the check cell never called check")
     return dict(status="passed" if last["passed"] else "failed", kind=last.get("kind"), reason=last.get("reason", ""))
 
-def _exercise(k: Kernel, nb: dict, si: int, ci: int, rep: dict, ref_s: float, max_mutants: int) -> None:
+def _exercise(k: Kernel, nb: dict, si: int, ci: int, rep: dict, ref_s: float, max_mutants: int,
+              budget_s: float = MUTANT_BUDGET_S) -> None:
     "At an exercise's check cell (the reference has run): judge the wrong answers and the mutants, then restore."
     sol, chk = _src(nb["cells"][si]), _src(nb["cells"][ci])
     name = (m := _CHECK_NAME.search(chk)) and m["name"] or f"cell {ci + 1}"
@@ -163,21 +173,27 @@ def _exercise(k: Kernel, nb: dict, si: int, ci: int, rep: dict, ref_s: float, ma
         rep["problems"].append(f"{name}: the reference solution fails its own check: {last.get('reason') or r['error'] or 'the check cell never called check'}")
         return
     blocks = exercise_blocks(sol)
-    clear, limit = bound_names(fill_solutions(sol)), max(20.0, 5 * ref_s + 10)
+    clear, limit = bound_names(fill_solutions(sol)), max(20.0, 5 * (ref_s + r["seconds"]) + 10)
     wrongs = [b for b in blocks if b["kind"] == "wrong"]
     if not wrongs: rep["problems"].append(f"{name}: no wrong answer in the solution cell (write at least one)")
     for b in wrongs:
         o = judge(k, clear, fill_solutions(sol, {b["solution"]: b["code"]}), chk, limit)
         ok = o["status"] == "failed" and o.get("kind") in HELPFUL
         rep["wrong"].append((name, b["label"], ok, o))
+        rep["log"].append(f"  {name}: wrong answer '{b['label']}': {o['status']} {o.get('kind') or ''} {o.get('reason', '')[:90]}")
         if not ok: rep["problems"].append(f"{name}: wrong answer '{b['label']}': {_why_not(o)}")
+    t0, muts = time.perf_counter(), []
     for i, b in enumerate(blocks):
         if b["kind"] != "solution": continue
-        muts = mutants(b["code"], max_mutants)
-        if not muts: rep["unparsable"].append(name)
-        for desc, code in muts:
-            o = judge(k, clear, fill_solutions(sol, {i: code}), chk, limit)
-            rep["mutants"].append((name, desc, o["status"] != "passed"))
+        if not (m := mutants(b["code"], max_mutants)): rep["unparsable"].append(name)
+        muts += [(i, d, c) for d, c in m]
+    for n_run, (i, desc, code) in enumerate(muts):
+        if n_run and time.perf_counter() - t0 > budget_s:
+            rep["over_budget"].append(f"{name}: {len(muts) - n_run} of {len(muts)} mutants not run (the {budget_s:.0f} s budget is spent)")
+            break
+        o = judge(k, clear, fill_solutions(sol, {i: code}), chk, limit)
+        rep["mutants"].append((name, desc, o["status"] != "passed"))
+        rep["log"].append(f"  {name}: mutant {desc}: {o['status']} {o.get('kind') or ''} {o.get('reason', '')[:90]}")
     k.run(f"for _n in {clear!r}: get_ipython().user_ns.pop(_n, None)")
     k.run(sol)  # restore the reference for the cells that follow
 
@@ -191,7 +207,10 @@ def check_notebook(path: Path, max_mutants: int = MAX_MUTANTS, timeout: int = 60
     "Run one notebook in one kernel, judging every exercise's wrong answers and mutants on the way."
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     by_check = {j: i for i, j in exercise_cells(nb)}
-    rep = dict(name=Path(path).name, exercises=len(by_check), wrong=[], mutants=[], problems=[], unparsable=[], skipped=[])
+    rep = dict(name=Path(path).name, exercises=len(by_check), wrong=[], mutants=[], problems=[], unparsable=[], skipped=[], log=[], over_budget=[])
+    rep["problems"] += [f"cell {i + 1}: a solution cell without a check cell of its own after it: its wrong answers "
+                        "and mutants cannot be judged" for i, c in enumerate(nb["cells"])
+                        if _is_solution_cell(c) and i not in by_check.values()]
     t0, ref_s = time.perf_counter(), {}
     with Kernel(Path(path), timeout) as k:
         for idx, cell in enumerate(nb["cells"]):
@@ -201,7 +220,9 @@ def check_notebook(path: Path, max_mutants: int = MAX_MUTANTS, timeout: int = 60
                 if idx in by_check: rep["skipped"].append(idx)
                 continue
             if idx in by_check: _exercise(k, nb, by_check[idx], idx, rep, ref_s.get(by_check[idx], 0.0), max_mutants)
-            else: ref_s[idx] = k.run(src)["seconds"]
+            else:
+                r = k.run(src); ref_s[idx] = r["seconds"]
+                if r["error"]: rep["problems"].append(f"cell {idx + 1} raised {r['error'][:160]} (the notebook must run clean)")
     rep["seconds"] = time.perf_counter() - t0
     return rep
 
@@ -216,6 +237,7 @@ def details(rep: dict) -> list[str]:
     out += [f"  survived: {n}: {d}" for n, d, c in rep["mutants"] if not c]
     out += [f"  no mutants (solution is not plain Python): {n}" for n in rep["unparsable"]]
     out += [f"  skipped (slow/cuda check cell): cell {i + 1}" for i in rep["skipped"]]
+    out += [f"  {l}" for l in rep["over_budget"]]
     return out
 
 def course_notebooks() -> list[Path]:
@@ -242,6 +264,7 @@ def ci_step(record) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("notebooks", nargs="*", help="notebooks to check (default: every notebook in nbs/ with exercises)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every variant's outcome")
     ap.add_argument("--max-mutants", type=int, default=MAX_MUTANTS, help="mutants per solution block besides drop-last")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.notebooks] or course_notebooks()
@@ -249,7 +272,7 @@ def main(argv=None) -> int:
     for p in paths:
         rep = check_notebook(p, args.max_mutants); reps.append(rep)
         print(summary(rep), flush=True)
-        for l in details(rep): print(l)
+        for l in details(rep) + (rep["log"] if args.verbose else []): print(l)
         bad += bool(rep["problems"])
     n, c = sum(len(r["mutants"]) for r in reps), sum(sum(m[2] for m in r["mutants"]) for r in reps)
     print(f"mutants caught over {len(reps)} notebooks: {c}/{n}" + (f" ({100 * c / n:.1f}%)" if n else ""))

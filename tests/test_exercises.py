@@ -187,6 +187,8 @@ def test_mutants_of_a_solution():
             "line 2: < -> >", "line 2: != -> ==", "line 2: 3 -> 4", "line 2: 0 -> 1"} <= descs
     assert not any(d.startswith("line 3") for d in descs)  # print(...) only shows: no mutants there
     assert ec.mutants("%time x = 1") == []
+    cls = "class A:\n    def f(self):\n        y = 1\n        return y"
+    assert ec.mutants(cls)[0] == ("drop the last statement (line 4)", "class A:\n\n    def f(self):\n        y = 1")
     assert ec.bound_names("a = 1\nb, c = f(a)\nm = m.eval()\ndef g(): pass\nn += 1") == ["a", "b", "c", "g"]
 
 def test_ci_judges_wrong_answers_and_mutants(tmp_path):
