@@ -28,7 +28,7 @@ NBS = ROOT/"nbs"
 MIN_CAUGHT = 0.90          # share of mutants the checks must catch over the course
 HELPFUL = {"message", "error"}  # kinds of ExerciseFailed that tell a learner what is wrong
 MAX_MUTANTS = 12           # per solution block, beyond "drop the last statement" (evenly spread)
-MUTANT_BUDGET_S = 30.0     # per exercise: mutants stop once they have used this much time (slow solutions train models)
+MUTANT_BUDGET_S = 15.0     # per exercise: mutants stop once they have used this much time (slow solutions train models)
 
 from pytorch_playground.exercises import (exercise_blocks, exercise_cells, fill_solutions, _CHECK_NAME, _flags,
                                           _src, _is_solution_cell, has_solutions)
