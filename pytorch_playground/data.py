@@ -38,6 +38,12 @@ def _check_valid_pct(valid_pct, n: int=1797, n_classes: int=10):
         raise ValueError(f"valid_pct={valid_pct} keeps {n_valid} of {n} images for validation: each side of the split needs at least "
                          f"one image of each of the {n_classes} classes, so use a value between {n_classes / n:.3f} and {1 - n_classes / n:.3f}")
 
+def _check_prob(name: str, p) -> float:
+    "A probability: a number between 0 and 1."
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"{name} is a probability between 0 and 1, got {p!r}")
+    return float(p)
+
 # %% ../nbs/02_data.ipynb #50d04f6d
 def digits_tensors(size: int=28,          # side of the square images returned (8 is the original)
                    valid_pct: float=0.2,  # share of each class kept for validation, a fraction in (0, 1)
@@ -299,10 +305,7 @@ class PairedCropFlip:
                  hflip_p: float=0.5,      # probability of a horizontal flip
                  vflip_p: float=0.5,      # probability of a vertical flip
                 ):
-        for name, p in (("hflip_p", hflip_p), ("vflip_p", vflip_p)):
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-                raise ValueError(f"{name} is a probability between 0 and 1, got {p!r}")
-        self.size, self.hflip_p, self.vflip_p = _check_int("size", size), hflip_p, vflip_p
+        self.size, self.hflip_p, self.vflip_p = _check_int("size", size), _check_prob("hflip_p", hflip_p), _check_prob("vflip_p", vflip_p)
     def __call__(self, image, mask):      # PIL images or tensors [..., H, W] of the same height and width
         (ih, iw), (mh, mw) = TF.get_image_size(image)[::-1], TF.get_image_size(mask)[::-1]
         if (ih, iw) != (mh, mw): raise ValueError(f"image is {iw}x{ih} but mask is {mw}x{mh} pixels: they must be the same size")
@@ -387,6 +390,11 @@ def _as_batchable(t, k: int) -> torch.Tensor:
     if t.dim() == 0: raise ValueError(f"{where} is a single number (0-d tensor): it needs a first dimension of samples")
     return t
 
+def _check_generator(generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
 # %% ../nbs/02_data.ipynb #6b05bb65
 class InMemoryLoader:
     "Batches of tensors held in memory, by indexing: a fast DataLoader for data sets that fit in memory."
@@ -400,9 +408,7 @@ class InMemoryLoader:
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
             raise ValueError(f"tensors differ in length {[len(t) for t in tensors]}: they must share their first dimension")
-        batch_size = _check_int("batch_size", batch_size)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        batch_size, generator = _check_int("batch_size", batch_size), _check_generator(generator)
         self.tensors, self.batch_size, self.shuffle, self.drop_last, self.generator = tensors, batch_size, shuffle, drop_last, generator
         self.dataset = TensorDataset(*tensors)  # for code that asks len(loader.dataset): the number of samples
     def __len__(self):
