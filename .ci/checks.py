@@ -196,6 +196,7 @@ def step_browser():
             if r["unrun_cells"]: raise AssertionError(f"cells left unrun after Run All: {r['unrun_cells'][:10]}")
             short = {k: f"{seen[k]} < {n}" for k, n in want.items() if seen[k] < n}
             if short: raise AssertionError(f"the page does not render what the chapter shows: {short}")
+            if seen["warnings"]: raise AssertionError(f"warnings printed on the page: {seen['warnings'][:3]}")
             if r["popups"]: raise AssertionError(f"{r['popups']} dialog or notification(s) cover the page")
             if r["log_noise"]: raise AssertionError(f"JupyterLab's log has noise: {r['log_noise'][:3]}")
         record(f"JupyterLab in headless Chromium: Run All of {nb_name} renders, no error", f)

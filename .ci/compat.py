@@ -8,7 +8,7 @@ browser ones) under those constraints, checks that pip installed exactly the flo
 `nbdev_test` on every notebook in one process. pip's cache is reused, so only the first run
 downloads. Needs only the Python standard library.
 
-  python .ci/compat.py [--venv DIR] [--python EXE] [--json FILE]
+  python .ci/compat.py [--venv DIR] [--python EXE] [--json FILE]     (or COMPAT_PYTHON=EXE make compat)
 
 Prints one PASS/FAIL line per notebook and the time each stage took; exits 1 on any failure.
 """
@@ -36,11 +36,14 @@ def floors(reqs: str) -> dict[str, str]:
     return out
 
 def find_python(version: str, given: str|None) -> str:
-    "An interpreter of the Python floor: --python, then pythonX.Y on PATH, else this one (said aloud)."
-    if given: return given
-    exe = shutil.which(f"python{version}")
-    if exe: return exe
-    print(f"note: no python{version} on PATH; testing the floors with {sys.version.split()[0]} instead")
+    "An interpreter of the Python floor: --python, $COMPAT_PYTHON, pythonX.Y on PATH, pyenv's; else this one (said aloud)."
+    pyenv = sorted(Path("~/.pyenv/versions").expanduser().glob(f"{version}.*/bin/python"))  # pyenv installs, active or not
+    for exe in (given, os.environ.get("COMPAT_PYTHON"), shutil.which(f"python{version}"), *map(str, pyenv)):
+        if not exe: continue
+        r = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip() == version: return exe
+    print(f"note: no working python{version} found (--python or COMPAT_PYTHON names one); "
+          f"testing the floors with Python {sys.version.split()[0]} instead")
     return sys.executable
 
 def sh(cmd, log: Path, **kw) -> subprocess.CompletedProcess:

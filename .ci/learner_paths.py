@@ -157,6 +157,7 @@ _PAGE = """() => {
   return {errors: mime('application/vnd.jupyter.error').length,
           images: outs.filter(o => o.querySelector('img') && o.querySelector('img').naturalWidth > 0).length,
           bars: stderr.filter(t => /100%\\|/.test(t)).length,
+          warnings: stderr.filter(t => /\\w+Warning:/.test(t)).map(t => t.trim().split('\\n')[0].slice(0, 160)),
           cells: document.querySelectorAll('.jp-Notebook .jp-CodeCell').length};
 }"""
 
@@ -166,7 +167,7 @@ def _shoot(page, selector: str, path: Path):
     if el.count(): el.scroll_into_view_if_needed(); page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=False)
 
-def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 300) -> dict:
+def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 600) -> dict:
     """Open a chapter in JupyterLab in headless Chromium, Run All through the UI, save, and report what
     the saved file and the page show; screenshots go to ci-artifacts/."""
     from playwright.sync_api import sync_playwright
