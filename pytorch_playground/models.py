@@ -18,6 +18,9 @@ class CourseCNN(nn.Module):
                  n_classes: int=10,   # number of classes, the length of each output row of logits
                 ):
         super().__init__()
+        for name, v in (("in_channels", in_channels), ("n_classes", n_classes)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 12, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 12×28×28 → 12×14×14
             nn.Conv2d(12, 20, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),           # 20×14×14 → 20×7×7
@@ -27,4 +30,8 @@ class CourseCNN(nn.Module):
 
     def forward(self, x: torch.Tensor,  # a batch of images [N, in_channels, 28, 28], float
                ) -> torch.Tensor:       # logits [N, n_classes]
+        if x.ndim != 4 or tuple(x.shape[-2:]) != (28, 28):
+            raise ValueError(f"CourseCNN expects a batch of 28×28 images [N, C, 28, 28] (its classifier takes 20×7×7 = 980 "
+                             f"features), got shape {tuple(x.shape)}: resize the images to 28×28 and add the batch "
+                             "dimension for a single image (x.unsqueeze(0))")
         return self.classifier(self.features(x))

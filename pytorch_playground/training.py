@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #2bcfc2c6
 from __future__ import annotations
-import contextlib, math, os, random, uuid, warnings
+import contextlib, math, os, random, re, sys, uuid, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
+from fastcore.basics import patch
 from .core import get_device
 
 # %% auto #0
-__all__ = ['accuracy', 'FitState', 'fit']
+__all__ = ['accuracy', 'FitState', 'fit', 'EarlyStopping']
 
 # %% ../nbs/04_training.ipynb #7b96db25
 def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilities)
@@ -25,10 +26,13 @@ def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilit
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"accuracy needs logits [N, C] and targets [N], got {tuple(logits.shape)} and "
                          f"{tuple(targets.shape)}: pass class scores and class indices")
+    if len(targets) == 0:
+        raise ValueError("accuracy of an empty batch (0 rows) is undefined: pass at least one row "
+                         "(check the loader's batch_size and drop_last)")
     return (logits.argmax(dim=1) == targets).sum().item() / len(targets)
 
 # %% ../nbs/04_training.ipynb #59d8c7fb
-_HOOKS = ("before_fit", "before_epoch", "after_batch", "after_epoch", "after_fit")
+_HOOKS = ("before_fit", "before_epoch", "after_batch", "before_step", "after_epoch", "after_fit")
 
 @dataclass(eq=False)
 class FitState:
@@ -45,6 +49,7 @@ class FitState:
     batch_idx: int = 0                    # the current batch within the epoch, 0-based
     step: int = 0                         # optimizer steps taken so far, over all epochs
     loss: float = math.nan                # the last training batch's loss
+    grad_norm: float = math.nan           # global gradient norm before clipping (with max_grad_norm)
     xb: Any = None                        # the last training batch's inputs, on `device`
     yb: Any = None                        # the last training batch's targets, on `device`
     history: list = field(default_factory=list)  # one dict per completed epoch
@@ -71,6 +76,7 @@ def _atomic_save(obj, path: Path):
         with contextlib.suppress(OSError): os.unlink(tmp)
         raise
 
+# %% ../nbs/04_training.ipynb #9a3e5b11
 def _rng_state(device: torch.device) -> dict:
     "Python, NumPy and torch RNG states as tensors, lists and numbers (loadable with weights_only=True)."
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -90,6 +96,7 @@ def _set_rng_state(s: dict, device: torch.device):
     p = s["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"][0] if p["gauss_next"] else None))
 
+# %% ../nbs/04_training.ipynb #0b7f2c33
 def _generators(dl) -> list[torch.Generator]:
     "The private torch.Generators a loader shuffles with (loader, sampler, batch sampler), each once."
     found = []
@@ -103,9 +110,29 @@ def _unwrap(model: nn.Module) -> nn.Module:
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
 
+# %% ../nbs/04_training.ipynb #5c9d0e55
+def _prepare_dir(ckpt: Path, resume: bool, overwrite: bool):
+    "Create `ckpt`, prove it writable, remove stale temporary files, refuse to overwrite another run."
+    try:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        probe = ckpt / f".write-test.{uuid.uuid4().hex}.tmp"
+        probe.write_bytes(b""); probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"checkpoint_dir {str(ckpt)!r} cannot be written ({type(e).__name__}: "
+                              f"{e.strerror or e}): pass a folder you can write to, or checkpoint_dir=None") from None
+    for stale in [*ckpt.glob(".last.pt.*.tmp"), *ckpt.glob(".best.pt.*.tmp")]:
+        with contextlib.suppress(OSError): stale.unlink()  # left by a save that was killed
+    found = [n for n in ("best.pt", "last.pt") if (ckpt / n).exists()]
+    if found and not resume and not overwrite:
+        raise FileExistsError(f"checkpoint_dir {str(ckpt)!r} already holds {' and '.join(found)} from an earlier run, "
+                              "which this run would overwrite: pass resume=True to continue that run, "
+                              "overwrite=True to replace it, or a new checkpoint_dir")
+
 # %% ../nbs/04_training.ipynb #5d7f6fc3
-def _load_last(path: Path, net, opt, scheduler, train_dl, device) -> dict:
-    "Restore model, optimiser, scheduler and RNG states from a `last.pt` written by `fit`; return it."
+_CKPT_KEYS = ("epoch", "model", "opt", "scheduler", "history", "step", "rng", "loader_rng")
+
+def _read_last(path: Path) -> dict:
+    "Read a `last.pt` written by `fit`, or say clearly why it cannot be resumed from."
     if not path.is_file():
         raise FileNotFoundError(f"resume=True but there is no checkpoint at {path}: train once with "
                                 f"checkpoint_dir={str(path.parent)!r} and resume=False, or point checkpoint_dir at the folder holding last.pt")
@@ -113,29 +140,72 @@ def _load_last(path: Path, net, opt, scheduler, train_dl, device) -> dict:
     except Exception as e:
         raise ValueError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}): "
                          "delete it, or resume from a last.pt written by fit") from None
-    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path} was not written by training.fit (no format {_CKPT_FORMAT!r}): "
+    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT or not all(k in ck for k in _CKPT_KEYS):
+        raise ValueError(f"{path} was not written by training.fit (no format {_CKPT_FORMAT!r} with keys {_CKPT_KEYS}): "
                          "resume only from fit's own last.pt, or start without resume")
-    try: net.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit this model ({str(e).splitlines()[0]} ...): resume with the "
-                         "same architecture that wrote it, or use a new checkpoint_dir") from None
-    try: opt.load_state_dict(ck["opt"])
-    except (ValueError, KeyError, RuntimeError) as e:
-        raise ValueError(f"{path} does not fit this optimiser ({e}): resume with the same optimiser class "
-                         "and parameter groups, or use a new checkpoint_dir") from None
+    ck.setdefault("best", ck.get("best_valid_loss", math.inf))   # checkpoints from before `monitor`
+    ck.setdefault("monitor", "valid_loss"); ck.setdefault("mode", "min")
+    return ck
+
+# %% ../nbs/04_training.ipynb #3f8b6a77
+def _check_model_state(sd: dict, net: nn.Module, path: Path):
+    "Raise if the weights in `sd` do not fit `net` (names and shapes), without loading them."
+    own = net.state_dict()
+    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in sd and hasattr(sd[k], "shape") and sd[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        what = "; ".join(f"{n} {v[:3]}" for n, v in (("missing", missing), ("unexpected", extra), ("shape", shapes)) if v)
+        raise ValueError(f"{path} does not fit this model ({what} ...): resume with the same architecture "
+                         "that wrote it, or use a new checkpoint_dir")
+
+def _check_opt_state(osd: dict, cls: str|None, opt, path: Path):
+    "Raise if the optimiser state `osd` (written by a `cls` optimiser) does not fit `opt`."
+    groups, own = osd.get("param_groups", []), opt.param_groups
+    fits = (cls in (None, type(opt).__name__) and len(groups) == len(own) and
+            all(len(g["params"]) == len(o["params"]) and set(g) - {"initial_lr"} == set(o) - {"initial_lr"}
+                for g, o in zip(groups, own)))
+    if not fits:
+        raise ValueError(f"{path} does not fit this optimiser (it was written by {cls or 'another optimiser'} with "
+                         f"{len(groups)} parameter group(s); fit got {type(opt).__name__} with {len(own)}): resume with "
+                         "the same optimiser class and parameter groups, or use a new checkpoint_dir")
+
+# %% ../nbs/04_training.ipynb #6a0c9d88
+def _check_last(ck: dict, path: Path, net, opt, scheduler, train_dl, monitor: str, mode: str):
+    "Check every part of a checkpoint against what `fit` got; change nothing."
+    _check_model_state(ck["model"], net, path)
+    _check_opt_state(ck["opt"], ck.get("opt_class"), opt, path)
     if bool(ck["scheduler"]) != (scheduler is not None):
         have = "with" if ck["scheduler"] else "without"
         raise ValueError(f"{path} was saved {have} a scheduler but fit got scheduler={type(scheduler).__name__ if scheduler else None}: "
                          "resume with the same scheduler setting")
-    if scheduler is not None: scheduler.load_state_dict(ck["scheduler"])
-    gens = _generators(train_dl)
-    if len(gens) != len(ck["loader_rng"]):
+    if len(_generators(train_dl)) != len(ck["loader_rng"]):
         raise ValueError(f"{path} holds {len(ck['loader_rng'])} data-loader generator states but train_dl has "
-                         f"{len(gens)}: resume with a train_dl built the same way")
-    for g, s in zip(gens, ck["loader_rng"]): g.set_state(s)
+                         f"{len(_generators(train_dl))}: resume with a train_dl built the same way")
+    if (ck["monitor"], ck["mode"]) != (monitor, mode):
+        raise ValueError(f"{path} chose best.pt by monitor={ck['monitor']!r}, mode={ck['mode']!r} but fit got "
+                         f"monitor={monitor!r}, mode={mode!r}: resume with the same, or use a new checkpoint_dir")
+
+# %% ../nbs/04_training.ipynb #2e4f6a12
+def _warn_hyper(groups: list, opt, scheduler, path: Path):
+    "Warn when `opt` was built with another lr or momentum than the optimiser saved in a checkpoint."
+    # with a scheduler, lr and momentum move every step: compare what it started from
+    keys = ("initial_lr",) if scheduler is not None else ("lr", "momentum")
+    for i, (old, new) in enumerate(zip(groups, opt.param_groups)):
+        for k in keys:
+            if k in old and k in new and old[k] != new[k]:
+                warnings.warn(f"resuming from {path}: the checkpoint's optimiser has {k}={old[k]} (group {i}) but the one "
+                              f"passed to fit has {k}={new[k]}; training continues with the checkpoint's {old[k]}. "
+                              "To change it, set opt.param_groups[i][...] in a callback's before_fit", stacklevel=4)
+
+def _restore(ck: dict, path: Path, net, opt, scheduler, scaler, train_dl, device):
+    "Put model, optimiser, scheduler, scaler and RNG states back from a checked checkpoint."
+    _warn_hyper(ck["opt"]["param_groups"], opt, scheduler, path)
+    net.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
+    if scheduler is not None: scheduler.load_state_dict(ck["scheduler"])
+    if scaler is not None and ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
+    for g, s in zip(_generators(train_dl), ck["loader_rng"]): g.set_state(s)
     _set_rng_state(ck["rng"], device)
-    return ck
 
 # %% ../nbs/04_training.ipynb #248f898b
 # losses that compare output and target element by element: their shapes must match exactly
@@ -159,64 +229,137 @@ def _device_error(e: Exception, xb, yb=None) -> Exception:
                         "(device=...), and register tensors the model keeps as buffers (self.register_buffer) so that "
                         "model.to(device) moves them too")
 
+# %% ../nbs/04_training.ipynb #7f3c1a45
+def _to(obj, device, non_blocking: bool):
+    "Move a tensor, or every tensor in a tuple, list or dict, to `device`."
+    if isinstance(obj, torch.Tensor): return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, (tuple, list)): return tuple(_to(o, device, non_blocking) for o in obj)
+    if isinstance(obj, dict): return {k: _to(v, device, non_blocking) for k, v in obj.items()}
+    raise TypeError(f"inputs and targets must be tensors (or a tuple/dict of tensors as inputs), found a "
+                    f"{type(obj).__name__}: stack them into tensors in the dataset or a collate_fn")
+
 def _batch(batch, device, non_blocking):
     "Split a batch into (inputs, targets) and move both to `device`."
+    if isinstance(batch, dict):
+        raise TypeError(f"each batch must be an (inputs, targets) pair, got a dict with keys {list(batch)[:4]}: "
+                        "yield (inputs, targets), with a dict of the model's keyword arguments as inputs")
     try: xb, yb = batch
     except (TypeError, ValueError):
         raise TypeError(f"each batch must be an (inputs, targets) pair, got a {type(batch).__name__}"
                         f"{' of length ' + str(len(batch)) if hasattr(batch, '__len__') else ''}: "
                         "make the loader yield (x, y), e.g. TensorDataset(X, y)") from None
-    try: return xb.to(device, non_blocking=non_blocking), yb.to(device, non_blocking=non_blocking)
-    except AttributeError:
+    if not isinstance(yb, torch.Tensor):
         raise TypeError(f"inputs and targets must be tensors, got {type(xb).__name__} and {type(yb).__name__}: "
-                        "stack them into tensors in the dataset or a collate_fn") from None
+                        "stack them into tensors in the dataset or a collate_fn")
+    return _to(xb, device, non_blocking), yb.to(device, non_blocking=non_blocking)
+
+# %% ../nbs/04_training.ipynb #2c8d4b66
+def _forward(model, xb):
+    "model(x), model(*x) for a tuple of inputs, model(**x) for a dict, with clear errors for common mistakes."
+    try:
+        if isinstance(xb, dict): return model(**xb)
+        return model(*xb) if isinstance(xb, tuple) else model(xb)
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        if "device" in msg: raise _device_error(e, xb) from e
+        m = re.search(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)", msg)
+        if m is None: raise
+        shape = tuple(getattr(xb, "shape", ()))
+        raise ValueError(f"the inputs do not fit the model: a Linear layer expects {m[3]} features per row but gets "
+                         f"{m[2]} (batch of shape {shape}; PyTorch says: {msg}). Fix: give the first Linear "
+                         f"in_features={m[2]}, or reshape the inputs (e.g. nn.Flatten()) to the features the model was built for") from e
 
 # %% ../nbs/04_training.ipynb #58102ef9
-_PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+_PRECISIONS = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-def _train_epoch(state: FitState, model, hooks, k: int, per_batch_sched: bool, bar) -> tuple[float, int]:
+def _autocast_dtype(precision, device: torch.device):
+    "The autocast dtype for `precision` on `device`, or a clear error naming what the device can do."
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be None (float32), 'bf16' or 'fp16', got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA GPU (its GradScaler runs there) but the device is "
+                         f"{device.type}: use precision='bf16' on this device, or None for float32")
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        raise ValueError(f"precision='bf16' runs on cpu and cuda, not {device.type}: use precision=None")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("this GPU cannot compute in bfloat16: use precision='fp16' (with its GradScaler), or None")
+    return _PRECISIONS[precision]
+
+# %% ../nbs/04_training.ipynb #3a9f7e02
+@dataclass
+class _Plan:
+    "What stays fixed during a run: the callable model, hooks, precision, scaler and clipping."
+    run_model: Any                        # the model to call (torch.compile'd or not)
+    hooks: dict
+    k: int                                # grad_accum_steps
+    per_batch_sched: bool
+    dtype: Any = None                     # autocast dtype, or None for float32
+    scaler: Any = None                    # torch.amp.GradScaler for fp16 on CUDA
+    max_grad_norm: float|None = None
+    def autocast(self, device):
+        return torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+
+def _optimizer_step(state: FitState, plan: _Plan):
+    "Unscale (fp16), clip, call the before_step callbacks, then step the optimiser."
+    opt, scaler = state.opt, plan.scaler
+    if scaler is not None: scaler.unscale_(opt)
+    if plan.max_grad_norm is not None:
+        params = [p for g in opt.param_groups for p in g["params"]]
+        state.grad_norm = nn.utils.clip_grad_norm_(params, plan.max_grad_norm).item()
+        if scaler is None and not math.isfinite(state.grad_norm):
+            raise FloatingPointError(f"the gradient norm is {state.grad_norm} at epoch {state.epoch}, batch {state.batch_idx}: "
+                                     "the step was skipped and the weights are unchanged; lower the learning rate or check the data")
+    for h in plan.hooks["before_step"]: h(state)
+    if scaler is not None: scaler.step(opt); scaler.update()
+    else: opt.step()
+    state.step += 1
+    if plan.per_batch_sched: state.scheduler.step()
+
+# %% ../nbs/04_training.ipynb #1c4e8a70
+def _batch_loss(state: FitState, plan: _Plan, xb, yb, i: int):
+    "Forward and loss under autocast; a non-finite loss raises before anything is stepped."
+    loss_fn = state.loss_fn
+    with plan.autocast(state.device):
+        out = _forward(plan.run_model, xb)
+        if i == 0 and isinstance(loss_fn, _ELEMENTWISE_LOSSES) and out.shape != yb.shape:
+            raise _loss_error(ValueError("shapes differ (it would broadcast)"), out, yb, loss_fn)
+        try: loss = loss_fn(out, yb)
+        except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, loss_fn) from e
+    l = loss.item()
+    if not math.isfinite(l):
+        raise FloatingPointError(f"the training loss is {l} (nan/inf) at epoch {state.epoch}, batch {i} (both 0-based), "
+                                 "before the optimiser step, so the model keeps the last finite weights: lower the "
+                                 "learning rate, check the data for nan/inf, or clip the gradients (max_grad_norm)")
+    return loss, l
+
+# %% ../nbs/04_training.ipynb #7e2f5b19
+def _train_epoch(state: FitState, model, plan: _Plan, bar) -> tuple[float, int]:
     "Train for one epoch; return (sum of batch loss × batch size, number of samples)."
-    opt, loss_fn, device, epoch = state.opt, state.loss_fn, state.device, state.epoch
-    after_batch = hooks["after_batch"]
+    opt, k, after_batch = state.opt, plan.k, plan.hooks["after_batch"]
     n_batches = len(state.train_dl) if hasattr(state.train_dl, "__len__") else None
     no_sync = model.no_sync if k > 1 and isinstance(model, nn.parallel.DistributedDataParallel) else None
-    non_blocking = device.type == "cuda"
+    non_blocking = state.device.type == "cuda"
     total, count, i, last = 0.0, 0, -1, True
     model.train()
     for i, batch in enumerate(state.train_dl):
-        xb, yb = _batch(batch, device, non_blocking)
+        xb, yb = _batch(batch, state.device, non_blocking)
         if i % k == 0:                                   # a new accumulation group starts
             opt.zero_grad()
             gs = k if n_batches is None else min(k, n_batches - i)
         last = i % k == k - 1 or i + 1 == n_batches
+        state.batch_idx = i
         with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
-            try: out = model(xb)
-            except RuntimeError as e:
-                if "device" in str(e): raise _device_error(e, xb) from e
-                raise
-            if i == 0 and isinstance(loss_fn, _ELEMENTWISE_LOSSES) and out.shape != yb.shape:
-                raise _loss_error(ValueError("shapes differ (it would broadcast)"), out, yb, loss_fn)
-            try: loss = loss_fn(out, yb)
-            except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, loss_fn) from e
-            (loss if gs == 1 else loss / gs).backward()
-        if last:
-            opt.step(); state.step += 1
-            if per_batch_sched: state.scheduler.step()
-        l = loss.item()                                  # the one host-device sync per batch
-        if not math.isfinite(l):
-            raise FloatingPointError(f"the training loss is {l} (nan/inf) at epoch {epoch}, batch {i} (both 0-based): "
-                                     "lower the learning rate, check the data for nan/inf, or clip the gradients; the "
-                                     "weights are no longer valid, reload best.pt or last.pt")
+            loss, l = _batch_loss(state, plan, xb, yb, i)
+            loss = loss if gs == 1 else loss / gs
+            (plan.scaler.scale(loss) if plan.scaler is not None else loss).backward()
+        state.loss, state.xb, state.yb = l, xb, yb
+        if last: _optimizer_step(state, plan)
         n = len(yb); total += l * n; count += n
-        if after_batch:
-            state.batch_idx, state.loss, state.xb, state.yb = i, l, xb, yb
-            for h in after_batch: h(state)
+        for h in after_batch: h(state)
         if bar is not None: bar.set_postfix(loss=f"{total / count:.4f}", refresh=False); bar.update()
     if count == 0:
         raise ValueError("train_dl yielded no batches: it is empty (check the data set, batch_size and drop_last)")
-    if not last: opt.step(); state.step += 1             # a loader without len(): finish the last group
-    state.batch_idx, state.loss = i, l
-    if not after_batch: state.xb, state.yb = xb, yb
+    if not last: _optimizer_step(state, plan)             # a loader without len(): finish the last group
     return total, count
 
 # %% ../nbs/04_training.ipynb #28a9cd8b
@@ -230,26 +373,42 @@ def _all_sum(values: list[float], device) -> list[float]:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 
-def _validate(state: FitState, model, metrics: dict) -> list[float]:
-    "Sums over the validation set: [loss × n, metric × n for each metric, n]."
-    loss_fn, device = state.loss_fn, state.device
-    non_blocking = device.type == "cuda"
-    sums = [0.0] * (len(metrics) + 2)
+def _validate(state: FitState, plan: _Plan, model, keep: bool) -> tuple[list[float], list, list]:
+    "[loss × n, n] summed over the validation set, and (when `keep`) every output and target."
+    sums, outs, ys, non_blocking = [0.0, 0], [], [], state.device.type == "cuda"
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), plan.autocast(state.device):
         for batch in state.valid_dl:
-            xb, yb = _batch(batch, device, non_blocking)
-            out = model(xb)
-            try: loss = loss_fn(out, yb)
-            except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, loss_fn) from e
-            n = len(yb)
-            sums[0] += loss.item() * n
-            for j, fn in enumerate(metrics.values(), 1): sums[j] += float(fn(out, yb)) * n
-            sums[-1] += n
-    return sums
+            xb, yb = _batch(batch, state.device, non_blocking)
+            out = _forward(plan.run_model, xb)
+            try: loss = state.loss_fn(out, yb)
+            except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, state.loss_fn) from e
+            sums[0] += loss.item() * len(yb); sums[1] += len(yb)
+            if keep and isinstance(out, torch.Tensor):
+                outs.append(out.float() if out.is_floating_point() else out); ys.append(yb)
+    return sums, outs, ys
+
+# %% ../nbs/04_training.ipynb #6b1f9d24
+def _epoch_metrics(metrics: dict, outs: list, ys: list) -> dict:
+    "Each metric computed once on all validation outputs and targets of the epoch (from every rank)."
+    if not metrics or not outs: return {}
+    out, y = torch.cat(outs), torch.cat(ys)
+    if _is_distributed():  # outputs of every rank, in rank order, on this rank's device
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (out.cpu(), y.cpu()))
+        out, y = torch.cat([p[0] for p in parts]).to(out.device), torch.cat([p[1] for p in parts]).to(y.device)
+    return {name: float(fn(out, y)) for name, fn in metrics.items()}
+
+def _check_finite(rec: dict):
+    "Raise when the validation loss or a metric is nan/inf (best.pt could never be chosen)."
+    bad = {k: v for k, v in rec.items() if k != "epoch" and not math.isfinite(v)}
+    if bad:
+        raise FloatingPointError(f"{', '.join(f'{k} = {v}' for k, v in bad.items())} at epoch {rec['epoch']} (0-based): "
+                                 "check valid_dl for nan/inf inputs and each metric for a division by zero, or lower "
+                                 "the learning rate; last.pt keeps the previous epoch")
 
 # %% ../nbs/04_training.ipynb #4b47d4e6
-def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks):
+def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks, loss_fn, monitor, mode):
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
     if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
@@ -258,15 +417,39 @@ def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks
         if dl is None: raise ValueError(f"{name} is None: pass a loader of (inputs, targets) batches")
         if hasattr(dl, "__len__") and len(dl) == 0:
             raise ValueError(f"{name} is empty (len 0): check the data set, batch_size and drop_last")
+    if isinstance(loss_fn, type) or not callable(loss_fn):
+        what = f"the class {loss_fn.__name__}" if isinstance(loss_fn, type) else f"a {type(loss_fn).__name__}"
+        raise TypeError(f"loss_fn is {what}, not a loss function: pass an instance such as nn.CrossEntropyLoss() "
+                        "(with the parentheses) or a function like F.cross_entropy")
     clash = {"epoch", "train_loss", "valid_loss"} & set(metrics)
     if clash: raise ValueError(f"metric names {sorted(clash)} clash with fit's own keys: rename them")
     for cb in callbacks:
+        if isinstance(cb, type):
+            raise TypeError(f"callback {cb.__name__} is a class: pass an instance, callbacks=[{cb.__name__}()]")
         if not any(callable(getattr(cb, h, None)) for h in _HOOKS):
             raise TypeError(f"callback {cb!r} has none of the hooks {_HOOKS}: check the method names")
+    keys = ["train_loss", "valid_loss", *metrics]
+    if monitor not in keys: raise ValueError(f"monitor={monitor!r} is not recorded: choose one of {keys}")
+    if mode not in ("min", "max"): raise ValueError(f"mode must be 'min' (lower is better) or 'max', got {mode!r}")
+
+# %% ../nbs/04_training.ipynb #4c2e6d15
+def _check_model_opt(net: nn.Module, opt):
+    "Raise when nothing can train: every parameter frozen, or an optimiser built on other parameters."
+    if isinstance(opt, type) or not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"opt must be an optimiser instance built on the model's parameters, got {opt!r}: "
+                        "e.g. torch.optim.Adam(model.parameters(), lr=1e-3)")
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"every parameter of the {type(net).__name__} is frozen (requires_grad=False), so nothing "
+                         "can train: unfreeze the layers to train (p.requires_grad_(True)) before building the optimiser")
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    if not any(id(p) in in_opt for p in trainable):
+        raise ValueError(f"the optimiser holds none of the {type(net).__name__}'s trainable parameters, so its weights "
+                         "would never change: build the optimiser on this model, e.g. torch.optim.Adam(model.parameters())")
 
 # %% ../nbs/04_training.ipynb #c5c0355f
 def fit(model: nn.Module,                 # the network to train (a DDP-wrapped model works too)
-        train_dl: Iterable,               # yields (inputs, targets) batches for training
+        train_dl: Iterable,               # yields (inputs, targets) batches; inputs a tensor, tuple or dict of tensors
         valid_dl: Iterable,               # yields (inputs, targets) batches for validation
         loss_fn: Callable,                # loss_fn(output, targets) -> mean loss of the batch
         opt: torch.optim.Optimizer,       # the optimiser, built on the model's parameters
@@ -274,89 +457,172 @@ def fit(model: nn.Module,                 # the network to train (a DDP-wrapped 
         *,
         device: torch.device|str|None=None,  # where to train; default `core.get_device()`
         scheduler=None,                   # LR scheduler: stepped per epoch (per batch for OneCycleLR/CyclicLR)
-        metrics: dict[str, Callable]|None=None,  # name -> fn(logits, targets) -> float, averaged over valid_dl
+        metrics: dict[str, Callable]|None=None,  # name -> fn(logits, targets) -> float, on the whole validation set
         checkpoint_dir: str|os.PathLike|None=None,  # folder for best.pt and last.pt, written after each epoch
         resume: bool=False,               # continue from checkpoint_dir/last.pt
-        callbacks: Iterable=(),           # objects with any of before_fit/before_epoch/after_batch/after_epoch/after_fit
+        overwrite: bool=False,            # replace best.pt/last.pt of an earlier run in checkpoint_dir
+        callbacks: Iterable=(),           # instances with any of the hooks in `_HOOKS`
         grad_accum_steps: int=1,          # batches whose gradients are summed before each optimizer step
         progress: bool=True,              # show a tqdm bar per epoch with the running loss
+        precision: str|None=None,         # None (float32), "bf16" or "fp16" (CUDA, with a GradScaler)
+        max_grad_norm: float|None=None,   # clip the global gradient norm to this before each step
+        monitor: str="valid_loss",        # the history key that decides best.pt
+        mode: str="min",                  # "min": lower `monitor` is better; "max": higher is better
+        compile: bool=False,              # torch.compile the model before training
        ) -> list[dict]:
     "Train `model` for `epochs` epochs; return one dict per epoch: epoch, train_loss, valid_loss and each metric."
     metrics, callbacks = dict(metrics or {}), list(callbacks)
-    _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks)
+    _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks, loss_fn, monitor, mode)
+    state, plan, net = _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, callbacks,
+                              grad_accum_steps, precision, max_grad_norm, compile)
+    ckpt = _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode)
+    return _run(state, plan, net, metrics, ckpt, monitor, mode, progress)
+
+# %% ../nbs/04_training.ipynb #8b3d5f60
+def _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, callbacks, k, precision,
+           max_grad_norm, compile):
+    "Move the model, check model and optimiser, and build the FitState and the _Plan of a run."
     device = torch.device(device) if device is not None else get_device()
-    is_dist = _is_distributed()
-    is_main = not is_dist or dist.get_rank() == 0
-    model.to(device)
+    dtype = _autocast_dtype(precision, device)
+    if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
     net = _unwrap(model)  # checkpoints hold the plain model's state_dict, without a `module.` prefix
+    _check_model_opt(net, opt)
+    model.to(device)
+    is_main = not _is_distributed() or dist.get_rank() == 0
+    state = FitState(model=model, opt=opt, scheduler=scheduler, loss_fn=loss_fn, train_dl=train_dl,
+                     valid_dl=valid_dl, device=device, epochs=epochs, is_main=is_main)
     hooks = {h: [getattr(cb, h) for cb in callbacks if callable(getattr(cb, h, None))] for h in _HOOKS}
-    state = FitState(model=model, opt=opt, scheduler=scheduler, loss_fn=loss_fn, train_dl=train_dl, valid_dl=valid_dl,
-                     device=device, epochs=epochs, is_main=is_main)
-    per_batch_sched = isinstance(scheduler, _PER_BATCH_SCHEDULERS)
-    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    start, best, saved = 0, math.inf, None
+    plan = _Plan(run_model=torch.compile(model) if compile else model, hooks=hooks, k=k,
+                 per_batch_sched=isinstance(scheduler, _PER_BATCH_SCHEDULERS), dtype=dtype,
+                 scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, max_grad_norm=max_grad_norm)
+    return state, plan, net
+
+_PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+
+# %% ../nbs/04_training.ipynb #0c6e2a48
+def _on_main(fn):
+    "Run `fn` on the main process; under torch.distributed every rank raises its error, if any."
+    err = None
+    if not _is_distributed() or dist.get_rank() == 0:
+        try: fn()
+        except Exception as e: err = e
+    if _is_distributed():
+        box = [err]; dist.broadcast_object_list(box, src=0); err = box[0]
+    if err is not None: raise err
+
+# %% ../nbs/04_training.ipynb #0c6e2a49
+def _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode):
+    "Check checkpoint_dir and, with resume=True, check then restore last.pt; return the folder (or None)."
+    state.start, state.saved, state.best = 0, None, math.inf if mode == "min" else -math.inf
+    if checkpoint_dir is None:
+        if resume: raise ValueError("resume=True needs checkpoint_dir: the folder that holds last.pt")
+        return None
+    ckpt = Path(checkpoint_dir)
+    if ckpt.exists() and not ckpt.is_dir():
+        raise NotADirectoryError(f"checkpoint_dir {str(ckpt)!r} is a file, not a folder: pass a folder path "
+                                 "(it is created if missing) for best.pt and last.pt")
     if resume:
-        if ckpt is None: raise ValueError("resume=True needs checkpoint_dir: the folder that holds last.pt")
-        ck = _load_last(ckpt / "last.pt", net, opt, scheduler, train_dl, device)
-        start, best, saved, state.step = ck["epoch"], ck["best_valid_loss"], ck["epoch"] - 1, ck["step"]
-        state.history = list(ck["history"])
-        if is_main and start >= epochs: print(f"last.pt already holds {start} epochs (epochs={epochs}): nothing to train")
-    if ckpt is not None and is_main: ckpt.mkdir(parents=True, exist_ok=True)
-    sampler = getattr(train_dl, "sampler", None)
-    set_epoch = getattr(sampler, "set_epoch", None)
-    tqdm = _tqdm() if progress and is_main else None
+        path = ckpt / "last.pt"
+        ck = _read_last(path)
+        _check_last(ck, path, net, state.opt, state.scheduler, state.train_dl, monitor, mode)
+    _on_main(lambda: _prepare_dir(ckpt, resume, overwrite))
+    if resume:
+        _restore(ck, path, net, state.opt, state.scheduler, plan.scaler, state.train_dl, state.device)
+        state.step, state.history, state.best = ck["step"], list(ck["history"]), ck["best"]
+        state.start = ck["epoch"]
+        if state.is_main and state.start >= state.epochs:
+            print(f"last.pt already holds {state.start} epochs (epochs={state.epochs}): nothing to train")
+    return ckpt
+
+# %% ../nbs/04_training.ipynb #9f4a1c37
+def _end_epoch(state: FitState, net, metrics, sums, outs, ys, ckpt, monitor, mode, scaler) -> dict:
+    "Record the epoch, check it is finite, step the scheduler, write best.pt and last.pt."
+    t_sum, t_n, v_sum, v_n = _all_sum(sums, state.device)
+    if v_n == 0: raise ValueError("valid_dl yielded no batches: it is empty (check the data set and batch_size)")
+    rec = {"epoch": state.epoch, "train_loss": t_sum / t_n, "valid_loss": v_sum / v_n, **_epoch_metrics(metrics, outs, ys)}
+    _check_finite(rec)
+    sch = state.scheduler
+    if sch is not None and not isinstance(sch, _PER_BATCH_SCHEDULERS):
+        sch.step(rec["valid_loss"]) if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau) else sch.step()
+    state.history.append(rec)
+    improved = rec[monitor] < state.best if mode == "min" else rec[monitor] > state.best
+    if improved: state.best = rec[monitor]
+    if ckpt is not None:
+        if state.is_main:
+            if improved: _atomic_save(net.state_dict(), ckpt / "best.pt")
+            _atomic_save(_last_state(state, net, scaler, monitor, mode), ckpt / "last.pt")
+        state.saved = state.epoch
+        if _is_distributed(): dist.barrier()  # no rank reads a checkpoint before rank 0 has finished writing it
+    return rec
+
+def _last_state(state: FitState, net, scaler, monitor, mode) -> dict:
+    opt, sch = state.opt, state.scheduler
+    return {"format": _CKPT_FORMAT, "epoch": state.epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),
+            "opt_class": type(opt).__name__, "scheduler": sch.state_dict() if sch is not None else {},
+            "scaler": scaler.state_dict() if scaler is not None else {}, "history": state.history,
+            "best": state.best, "monitor": monitor, "mode": mode, "step": state.step,
+            "rng": _rng_state(state.device), "loader_rng": [g.get_state() for g in _generators(state.train_dl)]}
+
+# %% ../nbs/04_training.ipynb #1e7b3d82
+def _interactive() -> bool:
+    "True inside IPython or Jupyter, where Ctrl-C should stop the cell and keep the kernel's results."
+    ip = sys.modules.get("IPython")
+    return ip is not None and getattr(ip, "get_ipython", lambda: None)() is not None
+
+def _interrupted(state: FitState, ckpt):
+    "Say what Ctrl-C kept; re-raise outside IPython so that a script stops with a non-zero status."
+    if state.is_main:
+        kept = (f"; {ckpt / 'last.pt'} keeps the state after {state.saved + 1} completed epochs, resume=True continues from there"
+                if ckpt is not None and state.saved is not None else "")
+        print(f"fit interrupted (KeyboardInterrupt) during epoch {state.epoch}: training stopped, "
+              f"{'returning' if _interactive() else 'stopping with'} the history of {len(state.history)} completed epochs{kept}")
+    return _interactive()
+
+# %% ../nbs/04_training.ipynb #6d2f8b95
+def _run(state: FitState, plan: _Plan, net, metrics, ckpt, monitor, mode, progress) -> list[dict]:
+    "The loop over epochs, with callbacks, progress bars and Ctrl-C handling."
+    model, hooks, bar = state.model, plan.hooks, None
+    set_epoch = getattr(getattr(state.train_dl, "sampler", None), "set_epoch", None)
+    tqdm = _tqdm() if progress and state.is_main else None
     for h in hooks["before_fit"]: h(state)
-    bar = None
     try:
-        for epoch in range(start, epochs):
+        for epoch in range(state.start, state.epochs):
             state.epoch = epoch
             for h in hooks["before_epoch"]: h(state)
             if set_epoch is not None: set_epoch(epoch)
-            if tqdm is not None:
-                bar = tqdm(total=len(train_dl) if hasattr(train_dl, "__len__") else None,
-                           desc=f"epoch {epoch + 1}/{epochs}", leave=True, dynamic_ncols=True)
-            t_sum, t_n = _train_epoch(state, model, hooks, grad_accum_steps, per_batch_sched, bar)
-            sums = _validate(state, model, metrics)
-            t_sum, t_n, *sums = _all_sum([t_sum, t_n, *sums], device)
-            if sums[-1] == 0: raise ValueError("valid_dl yielded no batches: it is empty (check the data set and batch_size)")
-            rec = {"epoch": epoch, "train_loss": t_sum / t_n, "valid_loss": sums[0] / sums[-1]}
-            rec.update({name: s / sums[-1] for name, s in zip(metrics, sums[1:-1])})
+            bar = _bar(tqdm, state)
+            t_sum, t_n = _train_epoch(state, model, plan, bar)
+            v_sums, outs, ys = _validate(state, plan, model, keep=bool(metrics))
+            rec = _end_epoch(state, net, metrics, [t_sum, t_n, *v_sums], outs, ys, ckpt, monitor, mode, plan.scaler)
             if bar is not None:
                 bar.set_postfix(train_loss=f"{rec['train_loss']:.4f}", valid_loss=f"{rec['valid_loss']:.4f}")
                 bar.close(); bar = None
-            if scheduler is not None and not per_batch_sched:
-                scheduler.step(rec["valid_loss"]) if plateau else scheduler.step()
-            state.history.append(rec)
-            improved = rec["valid_loss"] < best
-            if improved: best = rec["valid_loss"]
-            if ckpt is not None:
-                if is_main:
-                    if improved: _atomic_save(net.state_dict(), ckpt / "best.pt")
-                    _atomic_save({"format": _CKPT_FORMAT, "epoch": epoch + 1, "model": net.state_dict(),
-                                  "opt": opt.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                                  "history": state.history, "best_valid_loss": best, "step": state.step,
-                                  "rng": _rng_state(device), "loader_rng": [g.get_state() for g in _generators(train_dl)]},
-                                 ckpt / "last.pt")
-                saved = epoch
-                if is_dist: dist.barrier()  # no rank reads a checkpoint before rank 0 has finished writing it
             for h in hooks["after_epoch"]: h(state)
             if state.stop_training: break
     except KeyboardInterrupt:
         if bar is not None: bar.close()
-        if is_main:
-            kept = (f"; {ckpt / 'last.pt'} keeps the state after {saved + 1} completed epochs, resume=True continues from there"
-                    if ckpt is not None and saved is not None else "")
-            print(f"fit interrupted (KeyboardInterrupt) during epoch {state.epoch}: training stopped, returning the "
-                  f"history of {len(state.history)} completed epochs{kept}")
+        if not _interrupted(state, ckpt):
+            _after_fit(hooks, state); raise
     except BaseException:
         if bar is not None: bar.close()
-        for h in hooks["after_fit"]:  # let callbacks close their files before the error propagates
-            try: h(state)
-            except Exception: pass    # the training error is the one to report, not a cleanup's
-        raise
+        _after_fit(hooks, state); raise   # let callbacks close their files before the error propagates
     for h in hooks["after_fit"]: h(state)
     return state.history
+
+# %% ../nbs/04_training.ipynb #5e3a7c26
+def _after_fit(hooks, state):
+    "after_fit callbacks on the way out of an error: a cleanup's own error must not hide the training error."
+    for h in hooks["after_fit"]:
+        try: h(state)
+        except Exception: pass
+
+def _bar(tqdm, state: FitState):
+    "A fresh progress bar for this epoch (or None)."
+    if tqdm is None: return None
+    dl = state.train_dl
+    return tqdm(total=len(dl) if hasattr(dl, "__len__") else None, desc=f"epoch {state.epoch + 1}/{state.epochs}",
+                leave=True, dynamic_ncols=True)
 
 def _tqdm():
     "tqdm.auto's bar class (the notebook widget where it works, else the terminal bar), imported quietly."
@@ -364,3 +630,42 @@ def _tqdm():
         warnings.simplefilter("ignore")  # no "IProgress not found" warning where ipywidgets is missing
         from tqdm.auto import tqdm
     return tqdm
+
+# %% ../nbs/04_training.ipynb #4187b7f7
+class EarlyStopping:
+    "A `fit` callback: stop once `monitor` has not improved by more than `min_delta` for `patience` epochs."
+    def __init__(self, monitor: str="valid_loss",  # the history key to watch
+                 patience: int=3,                   # epochs without improvement before stopping
+                 mode: str="min",                   # "min": lower is better; "max": higher is better
+                 min_delta: float=0.0,              # an improvement must beat the best by more than this
+                ):
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a whole number >= 1, got {patience!r}")
+        if mode not in ("min", "max"): raise ValueError(f"mode must be 'min' (lower is better) or 'max', got {mode!r}")
+        if not min_delta >= 0: raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+
+    def before_fit(self, state):
+        self.best, self.best_epoch, self.wait = None, None, 0
+        for rec in state.history: self._update(rec)  # a resumed run keeps counting from its history
+
+# %% ../nbs/04_training.ipynb #7d4a1b36
+@patch
+def _update(self: EarlyStopping, rec: dict) -> bool:
+    "Count one epoch's record; True when `patience` epochs have passed without improvement."
+    if self.monitor not in rec:
+        raise ValueError(f"EarlyStopping: {self.monitor!r} is not in the history (keys {list(rec)}): pass "
+                         "monitor= one of them, or add the metric to fit's metrics")
+    v = rec[self.monitor]
+    gain = math.inf if self.best is None else (self.best - v if self.mode == "min" else v - self.best)
+    if gain > self.min_delta: self.best, self.best_epoch, self.wait = v, rec["epoch"], 0
+    else: self.wait += 1
+    return self.wait >= self.patience
+
+@patch
+def after_epoch(self: EarlyStopping, state):
+    rec = state.history[-1]
+    if self._update(rec):
+        rec["stopped"] = (f"EarlyStopping: {self.monitor} has not improved by more than {self.min_delta} for "
+                          f"{self.patience} epochs (best {self.best:.4g} at epoch {self.best_epoch})")
+        state.stop_training = True

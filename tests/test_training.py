@@ -167,10 +167,13 @@ def test_resume_errors(tmp_path):
 
 
 # --- interrupt and nan ------------------------------------------------------------------------
-def test_keyboard_interrupt_returns_the_history_and_keeps_last_pt(tmp_path, capsys):
-    class CtrlC:
-        def after_batch(self, state):
-            if state.epoch == 2 and state.batch_idx == 1: raise KeyboardInterrupt
+class CtrlC:
+    def after_batch(self, state):
+        if state.epoch == 2 and state.batch_idx == 1: raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_returns_the_history_in_ipython_and_keeps_last_pt(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(training, "_interactive", lambda: True)
     calls = []
     class AfterFit:
         def after_fit(self, state): calls.append(len(state.history))
@@ -179,6 +182,18 @@ def test_keyboard_interrupt_returns_the_history_and_keeps_last_pt(tmp_path, caps
     assert len(hist) == 2 and calls == [2]
     out = capsys.readouterr().out
     assert "interrupted" in out and "after 2 completed epochs" in out
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_keyboard_interrupt_reraises_in_a_script_after_saving_last_pt(tmp_path, capsys):
+    assert not training._interactive()  # pytest is not IPython
+    calls = []
+    class AfterFit:
+        def after_fit(self, state): calls.append(len(state.history))
+    model, opt = make()
+    with pytest.raises(KeyboardInterrupt):
+        run(model, opt, 5, checkpoint_dir=tmp_path, callbacks=[CtrlC(), AfterFit()])
+    assert calls == [2] and "stopping with the history of 2 completed epochs" in capsys.readouterr().out
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
 
 
@@ -330,12 +345,13 @@ def test_distributed_single_process_world(tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
     model, opt = make()
-    torch.manual_seed(1); plain_hist = run(model, opt, 2, grad_accum_steps=2)
+    torch.manual_seed(1); plain_hist = run(model, opt, 2, grad_accum_steps=2, metrics={"accuracy": accuracy})
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         model, opt = make()
         ddp = DDP(model)
-        torch.manual_seed(1); hist = run(ddp, opt, 2, grad_accum_steps=2, checkpoint_dir=tmp_path / "ckpt")
+        torch.manual_seed(1); hist = run(ddp, opt, 2, grad_accum_steps=2, checkpoint_dir=tmp_path / "ckpt",
+                                           metrics={"accuracy": accuracy})  # gathered over the ranks
     finally:
         dist.destroy_process_group()
     assert len(hist) == 2 and all(h[k] == pytest.approx(p[k], rel=1e-5) for h, p in zip(hist, plain_hist) for k in h)
@@ -359,3 +375,269 @@ def test_fit_draws_no_random_numbers_of_its_own(tmp_path, capsys):
     assert torch.equal(after_plain[0], after_fit[0])
     assert (after_plain[1] == after_fit[1]).all() and after_plain[2] == after_fit[2]
     assert same(weights(m1), weights(m2))
+
+
+# --- issue 17: practitioners' features ---------------------------------------------------------
+def test_bf16_autocasts_the_forward_but_keeps_float32_parameters_and_checkpoints(tmp_path):
+    model, opt = make(dropout=0.0)
+    seen = []
+    model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hist = run(model, opt, 3, precision="bf16", checkpoint_dir=tmp_path, metrics={"accuracy": accuracy})
+    assert torch.bfloat16 in seen                       # the Linear ran in bfloat16 under autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(v.dtype == torch.float32 for v in torch.load(tmp_path / "best.pt", weights_only=True).values())
+    assert hist[-1]["accuracy"] >= 0.9 and hist[-1]["valid_loss"] < hist[0]["valid_loss"]
+
+
+def test_a_precision_the_device_cannot_do_names_the_alternative():
+    model, opt = make()
+    before = weights(model)
+    with pytest.raises(ValueError, match="use precision='bf16'"): run(model, opt, 1, precision="fp16")
+    with pytest.raises(ValueError, match="None .*'bf16' or 'fp16'"): run(model, opt, 1, precision="fp32")
+    assert same(weights(model), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a GradScaler needs CUDA")
+def test_fp16_on_cuda_uses_a_grad_scaler(tmp_path):
+    model, opt = make(dropout=0.0)
+    hist = fit(model, *loaders(), nn.CrossEntropyLoss(), opt, 3, device="cuda", progress=False, precision="fp16",
+               max_grad_norm=1.0, checkpoint_dir=tmp_path, metrics={"accuracy": accuracy})
+    assert hist[-1]["accuracy"] >= 0.9 and all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["scaler"]["scale"] > 0
+
+
+def test_max_grad_norm_clips_like_the_plain_loop_and_before_step_sees_the_gradients():
+    X, y = blobs()
+    dl = DataLoader(TensorDataset(X[:40], y[:40]), batch_size=8)
+    norms, moved = [], []
+    class Inspect:
+        def before_step(self, s):
+            g = torch.cat([p.grad.flatten() for p in s.model.parameters()])
+            norms.append((s.grad_norm, g.norm().item()))
+            moved.append(same(weights(s.model), self.w))
+        def after_batch(self, s): self.w = weights(s.model)
+        def before_fit(self, s): self.w = weights(s.model)
+    model, opt = make(dropout=0.0)
+    fit(model, dl, dl, nn.CrossEntropyLoss(), opt, 2, device=CPU, progress=False, max_grad_norm=0.05, callbacks=[Inspect()])
+    m2, o2 = make(dropout=0.0)
+    for _ in range(2):
+        for xb, yb in dl:
+            o2.zero_grad(); nn.functional.cross_entropy(m2(xb), yb).backward()
+            nn.utils.clip_grad_norm_(m2.parameters(), 0.05); o2.step()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(weights(model), weights(m2)))
+    assert len(norms) == 10 and all(after <= 0.05 + 1e-6 < before for before, after in norms)
+    assert all(moved)  # before_step runs before the optimiser changes the weights
+    with pytest.raises(ValueError, match="max_grad_norm"): run(model, opt, 1, max_grad_norm=-1)
+
+
+def test_monitor_and_mode_choose_best_pt(tmp_path):
+    model, opt = make()
+    seen = []
+    class Keep:
+        def after_epoch(self, s): seen.append({k: v.clone() for k, v in s.model.state_dict().items()})
+    hist = run(model, opt, 4, checkpoint_dir=tmp_path, metrics={"accuracy": accuracy}, monitor="accuracy",
+               mode="max", callbacks=[Keep()])
+    i_best = max(range(4), key=lambda i: (hist[i]["accuracy"], -i))  # the first epoch reaching the highest
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.equal(best[k], seen[i_best][k]) for k in best)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (last["monitor"], last["mode"], last["best"]) == ("accuracy", "max", hist[i_best]["accuracy"])
+    before = weights(model)
+    with pytest.raises(ValueError, match=r"monitor='f1' is not recorded.*accuracy"):
+        run(model, opt, 1, metrics={"accuracy": accuracy}, monitor="f1")
+    with pytest.raises(ValueError, match="mode must be 'min'"): run(model, opt, 1, mode="lowest")
+    assert same(weights(model), before)  # both refused before training
+    m2, o2 = make()
+    with pytest.raises(ValueError, match="monitor='accuracy', mode='max' but fit got monitor='valid_loss'"):
+        run(m2, o2, 6, checkpoint_dir=tmp_path, metrics={"accuracy": accuracy}, resume=True)
+
+
+def test_early_stopping_stops_after_patience_epochs_and_says_why():
+    model, _ = make()
+    frozen_lr = torch.optim.SGD(model.parameters(), lr=0.0)  # the loss never improves after epoch 0
+    hist = run(model, frozen_lr, 10, callbacks=[training.EarlyStopping(patience=2)])
+    assert len(hist) == 3 and "stopped" not in hist[1]
+    assert "valid_loss" in hist[-1]["stopped"] and "2 epochs" in hist[-1]["stopped"] and "epoch 0" in hist[-1]["stopped"]
+    model, opt = make(dropout=0.0)
+    es = training.EarlyStopping(monitor="accuracy", mode="max", patience=1, min_delta=2.0)  # no gain can exceed 2
+    assert len(run(model, opt, 10, metrics={"accuracy": accuracy}, callbacks=[es])) == 2
+    with pytest.raises(ValueError, match="patience"): training.EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="mode"): training.EarlyStopping(mode="up")
+    with pytest.raises(ValueError, match="'f1' is not in the history"):
+        run(model, opt, 2, callbacks=[training.EarlyStopping(monitor="f1")])
+
+
+def test_metrics_are_computed_once_on_the_whole_validation_set():
+    model, opt = make()
+    n_seen, medians = [], []
+    def count(out, y): n_seen.append(len(y)); return len(y)
+    def median_margin(out, y): return (out.max(1).values - out.gather(1, y[:, None])[:, 0]).median().item()
+    hist = run(model, opt, 2, metrics={"n": count, "median_margin": median_margin})  # valid batches 6, 6, 6, 2
+    assert n_seen == [20, 20] and hist[-1]["n"] == 20
+    X, y = loaders()[1].dataset.tensors
+    with torch.no_grad(): out = model.eval()(X)
+    assert hist[-1]["median_margin"] == pytest.approx(median_margin(out, y), abs=1e-6)
+
+
+class TwoInputs(nn.Module):
+    "The make() MLP, taking its 4 features as two inputs of 2."
+    def __init__(self):
+        super().__init__(); self.net = make(dropout=0.0)[0]
+    def forward(self, a, b): return self.net(torch.cat([a, b], dim=1))
+
+
+def test_tuple_and_dict_inputs_train_like_one_tensor():
+    X, y = blobs()
+    plain, opt = make(dropout=0.0)
+    run(plain, opt, 2, dls=loaders(shuffle=False))
+    for wrap in (lambda x: (x[:, :2], x[:, 2:]), lambda x: {"a": x[:, :2], "b": x[:, 2:]}):
+        model = TwoInputs()
+        batches = [(wrap(X[i:i + 8]), y[i:i + 8]) for i in range(0, 40, 8)]
+        valid = [(wrap(X[40:]), y[40:])]
+        fit(model, batches, valid, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.01), 2,
+            device=CPU, progress=False)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(weights(model.net), weights(plain)))
+    model = TwoInputs()
+    as_dicts = [{"a": X[:8, :2], "b": X[:8, 2:], "y": y[:8]}]
+    with pytest.raises(TypeError, match=r"got a dict with keys \['a', 'b', 'y'\].*dict of the model's keyword"):
+        fit(model, as_dicts, as_dicts, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()), 1, device=CPU, progress=False)
+    with pytest.raises(TypeError, match="found a str"):
+        fit(model, [((X[:8], "x"), y[:8])], as_dicts, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()), 1,
+            device=CPU, progress=False)
+
+
+def test_compile_true_trains_the_compiled_model(monkeypatch):
+    compiled = []
+    def fake_compile(m):
+        compiled.append(m)
+        class Wrapped(nn.Module):
+            def __init__(self): super().__init__(); self.inner = m; self.calls = 0
+            def forward(self, x): self.calls += 1; return self.inner(x)
+        return Wrapped()
+    monkeypatch.setattr(training.torch, "compile", fake_compile)
+    model, opt = make()
+    run(model, opt, 1)
+    assert compiled == []
+    hist = run(model, opt, 1, compile=True)
+    assert compiled == [model] and len(hist) == 1
+
+
+def test_a_nan_loss_leaves_the_last_finite_weights():
+    X, y = blobs()
+    X[17] = float("nan")  # in batch 2
+    for k in (1, 2):
+        train = DataLoader(TensorDataset(X[:40], y[:40]), batch_size=8)
+        snaps = []
+        class Snap:
+            def after_batch(self, s): snaps.append(weights(s.model))
+        model, opt = make()
+        with pytest.raises(FloatingPointError, match="before the optimiser step"):
+            fit(model, train, train, nn.CrossEntropyLoss(), opt, 1, device=CPU, progress=False, grad_accum_steps=k,
+                callbacks=[Snap()])
+        assert len(snaps) == 2 and same(weights(model), snaps[-1])
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# --- issue 18: no data loss, no silent failure ---------------------------------------------------
+def test_existing_checkpoints_are_not_overwritten_without_resume_or_overwrite(tmp_path):
+    model, opt = make()
+    run(model, opt, 2, checkpoint_dir=tmp_path)
+    before = {n: (tmp_path / n).read_bytes() for n in ("best.pt", "last.pt")}
+    w = weights(model)
+    with pytest.raises(FileExistsError, match=r"already holds best.pt and last.pt.*resume=True.*overwrite=True"):
+        run(model, opt, 1, checkpoint_dir=tmp_path)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before and same(weights(model), w)
+    run(model, opt, 1, checkpoint_dir=tmp_path, overwrite=True)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_an_unusable_checkpoint_dir_is_found_before_training(tmp_path):
+    model, opt = make()
+    w = weights(model)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"): run(model, opt, 1, checkpoint_dir=tmp_path / "a_file")
+    with pytest.raises(PermissionError, match="cannot be written"): run(model, opt, 1, checkpoint_dir=tmp_path / "a_file" / "sub")
+    if os.path.isdir("/proc/self"):  # a folder nobody can create files in, even root
+        with pytest.raises(PermissionError, match="cannot be written"): run(model, opt, 1, checkpoint_dir="/proc/self")
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"; ro.mkdir(); ro.chmod(0o500)
+        with pytest.raises(PermissionError, match="cannot be written"): run(model, opt, 1, checkpoint_dir=ro)
+    assert same(weights(model), w)
+
+
+def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path):
+    (tmp_path / ".last.pt.0123abcd.tmp").write_bytes(b"half")
+    (tmp_path / ".best.pt.4567ef.tmp").write_bytes(b"half")
+    (tmp_path / "notes.txt").write_text("mine")
+    model, opt = make()
+    run(model, opt, 1, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt", "notes.txt"]
+
+
+def test_resume_checks_everything_before_changing_any_state(tmp_path):
+    model, opt = make()
+    run(model, opt, 1, checkpoint_dir=tmp_path)
+    m2, _ = make(seed=5)
+    sgd = torch.optim.SGD(m2.parameters(), lr=0.01)
+    w = weights(m2)
+    with pytest.raises(ValueError, match="written by Adam.*fit got SGD"): run(m2, sgd, 2, checkpoint_dir=tmp_path, resume=True)
+    assert same(weights(m2), w) and sgd.state_dict()["state"] == {}
+    g = torch.Generator().manual_seed(0)  # a loader with a private generator: one state more than last.pt has
+    adam = torch.optim.Adam(m2.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="generator states"):
+        run(m2, adam, 2, checkpoint_dir=tmp_path, resume=True, dls=loaders(generator=g))
+    assert same(weights(m2), w) and adam.state_dict()["state"] == {}
+
+
+def test_resume_with_another_lr_or_momentum_warns_naming_both(tmp_path):
+    model, _ = make()
+    run(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 1, checkpoint_dir=tmp_path)
+    m2, _ = make()
+    with pytest.warns(UserWarning, match=r"lr=0.1 .*lr=0.05.*continues with the checkpoint's 0.1"):
+        run(m2, torch.optim.SGD(m2.parameters(), lr=0.05, momentum=0.9), 2, checkpoint_dir=tmp_path, resume=True)
+    m3, _ = make()
+    with pytest.warns(UserWarning, match=r"momentum=0.9 .*momentum=0.5"):
+        run(m3, torch.optim.SGD(m3.parameters(), lr=0.1, momentum=0.5), 3, checkpoint_dir=tmp_path, resume=True)
+    import warnings
+    m4, _ = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same settings: no warning
+        run(m4, torch.optim.SGD(m4.parameters(), lr=0.1, momentum=0.9), 4, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_an_optimiser_on_other_parameters_or_a_frozen_model_is_an_error():
+    model, _ = make()
+    other, other_opt = make(seed=3)
+    with pytest.raises(ValueError, match="holds none of the Sequential's trainable parameters"): run(model, other_opt, 1)
+    for p in model.parameters(): p.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"every parameter of the Sequential is frozen.*requires_grad_\(True\)"):
+        run(model, torch.optim.SGD(model.parameters(), lr=0.1), 1)
+    with pytest.raises(TypeError, match="optimiser instance"): run(other, torch.optim.Adam, 1)
+
+
+def test_nan_in_the_validation_loss_or_a_metric_is_an_error(tmp_path):
+    X, y = blobs()
+    Xv = X[40:].clone(); Xv[3] = float("nan")
+    train, _ = loaders()
+    valid = DataLoader(TensorDataset(Xv, y[40:]), batch_size=6)
+    model, opt = make()
+    with pytest.raises(FloatingPointError, match=r"valid_loss = nan at epoch 0"):
+        run(model, opt, 2, dls=(train, valid), checkpoint_dir=tmp_path)
+    assert not (tmp_path / "best.pt").exists() and not (tmp_path / "last.pt").exists()
+    model, opt = make()
+    with pytest.raises(FloatingPointError, match=r"ratio = inf.*division by zero"):
+        run(model, opt, 1, metrics={"ratio": lambda o, t: torch.tensor(1.0) / 0})
+
+
+def test_common_mistakes_get_errors_naming_cause_and_fix(tmp_path):
+    model, opt = make()
+    X, y = blobs()
+    five = DataLoader(TensorDataset(torch.cat([X, X[:, :1]], 1), y), batch_size=8)
+    with pytest.raises(ValueError, match="expects 4 features per row but gets 5.*in_features=5"): run(model, opt, 1, dls=(five, five))
+    class Log:
+        def after_epoch(self, s): pass
+    with pytest.raises(TypeError, match=r"callback Log is a class: pass an instance, callbacks=\[Log\(\)\]"):
+        run(model, opt, 1, callbacks=[Log])
+    with pytest.raises(TypeError, match=r"the class CrossEntropyLoss.*nn.CrossEntropyLoss\(\)"):
+        fit(model, *loaders(), nn.CrossEntropyLoss, opt, 1, device=CPU, progress=False)
+    with pytest.raises(ValueError, match="empty batch"): accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
