@@ -258,16 +258,18 @@ def step_scratch():
     record("CONTRIBUTING.md stands on its own (no paths outside the repository)", g)
 
 def step_python_floor():
-    "One Python floor everywhere: settings.ini min_python, pyproject.toml, the README and CI's floor job."
+    "One Python floor everywhere (settings.ini min_python, pyproject.toml, README, CI's floor job, Makefile); the README's torch floor too."
     def f():
         from configparser import ConfigParser
         cfg = ConfigParser(delimiters=["="]); cfg.read(ROOT/"settings.ini", encoding="utf-8")
         py = cfg["DEFAULT"]["min_python"]
-        where = {"pyproject.toml": f'requires-python=">={py}"', "README.md": f"Python {py} or newer",
-                 ".github/workflows/test.yaml": f'python: "{py}"', "Makefile": "min_python"}
-        bad = [f"{k} (expected {v!r})" for k, v in where.items() if v not in (ROOT/k).read_text(encoding="utf-8")]
-        if bad: raise AssertionError(f"settings.ini says min_python = {py}, but these files disagree: {bad}")
-        print(f"      Python floor {py} in settings.ini, " + ", ".join(where))
+        fl = dict(re.findall(r"([A-Za-z0-9_.\-]+)>=([0-9][^,;\s]*)", cfg["DEFAULT"]["requirements"]))
+        where = [("pyproject.toml", f'requires-python=">={py}"'), ("README.md", f"Python {py} or newer"),
+                 (".github/workflows/test.yaml", f'python: "{py}"'), ("Makefile", "min_python"),
+                 ("README.md", f"torch {fl['torch']} and torchvision {fl['torchvision']}")]
+        bad = [f"{k} (expected {v!r})" for k, v in where if v not in (ROOT/k).read_text(encoding="utf-8")]
+        if bad: raise AssertionError(f"settings.ini says min_python = {py}, torch>={fl['torch']}, but these files disagree: {bad}")
+        print(f"      Python floor {py} and torch floor {fl['torch']} stated alike in settings.ini and " + ", ".join(sorted({k for k, _ in where})))
     record("one Python floor everywhere (settings.ini, pyproject.toml, README, CI, Makefile)", f)
 
 def step_compat():
