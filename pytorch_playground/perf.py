@@ -4,13 +4,41 @@
 
 # %% ../nbs/08_performance.ipynb #bffa551d
 from __future__ import annotations
-import statistics, time
+import inspect, math, numbers, statistics, time
 from dataclasses import dataclass
 from typing import Callable
 import torch
 
 # %% auto #0
-__all__ = ['Timing', 'benchmark', 'compare', 'quiet_stderr']
+__all__ = ['Timing', 'benchmark', 'verdict', 'compare', 'quiet_stderr']
+
+# %% ../nbs/08_performance.ipynb #chk08cd0
+def _checked_times(name, times) -> list[float]:
+    "The times as floats; refused when there are none, or when one is not a finite number of seconds >= 0."
+    if not isinstance(name, str): raise TypeError(f"name must be a string (a label for reports), got {type(name).__name__}")
+    times = list(times)
+    if not times: raise ValueError(f"Timing '{name}' needs at least one time: time the function at least once (repeats >= 1)")
+    if not all(isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and t >= 0 for t in times):
+        raise ValueError(f"Timing '{name}': every time must be a finite number of seconds >= 0, got {times}")
+    return [float(t) for t in times]
+
+def _check_runs(fns: dict, warmup, repeats):
+    "Refuse what cannot be timed: a value instead of a function, a function that needs arguments, bad counts."
+    for arg, f in fns.items():
+        if not callable(f): raise TypeError(f"{arg} must be a function to call with no arguments, got a {type(f).__name__}: "
+                                            "wrap the work in a lambda, e.g. lambda: model(x)")
+        try: inspect.signature(f).bind()
+        except TypeError: raise TypeError(f"{arg} needs arguments, but it is called with none: wrap the call in a lambda, "
+                                          "e.g. lambda: model(x)") from None
+        except ValueError: pass  # no signature to inspect (some builtins): the call will tell
+    for arg, v, lo in (("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral): raise TypeError(f"{arg} must be a whole number, got {v!r}")
+        if v < lo: raise ValueError(f"{arg} must be at least {lo}, got {v}")
+
+def _check_timings(*timings):
+    "Refuse anything but Timings where Timings are compared."
+    if not all(isinstance(t, Timing) for t in timings):
+        raise TypeError(f"verdict compares two Timings (from benchmark or compare), got {', '.join(type(t).__name__ for t in timings)}")
 
 # %% ../nbs/08_performance.ipynb #5d796a38
 @dataclass
@@ -18,6 +46,7 @@ class Timing:
     "Repeated timings of one function, in seconds."
     name: str
     times: list[float]
+    def __post_init__(self): self.times = _checked_times(self.name, self.times)
     @property
     def median(self) -> float: return statistics.median(self.times)
     @property
@@ -38,7 +67,7 @@ def benchmark(fn: Callable[[], object],  # the work to time, called with no argu
               device=None,               # synchronise this CUDA device around each call (None: any, if CUDA exists)
              ) -> Timing:
     "Time `fn` after `warmup` calls: `repeats` timings and their median."
-    if repeats < 1: raise ValueError(f"repeats must be at least 1, got {repeats}")
+    _check_runs({"fn": fn}, warmup, repeats)
     for _ in range(warmup): fn()
     times = []
     for _ in range(repeats):
@@ -47,21 +76,32 @@ def benchmark(fn: Callable[[], object],  # the work to time, called with no argu
     return Timing(name, times)
 
 # %% ../nbs/08_performance.ipynb #438f1767
+def verdict(baseline: Timing, candidate: Timing) -> str:
+    "Whether every repeat of `candidate` beat every repeat of `baseline`, lost to it, or the two ranges overlap."
+    _check_timings(baseline, candidate)
+    if max(candidate.times) < min(baseline.times): return f"every repeat of {candidate.name} was faster"
+    if max(baseline.times) < min(candidate.times): return f"every repeat of {candidate.name} was slower"
+    return "the repeats overlap: no difference this run can measure"
+
 def compare(baseline: Callable[[], object],   # the plain version
             candidate: Callable[[], object],  # the version that should be faster
             names: tuple[str, str]=("baseline", "candidate"),
             warmup: int=2, repeats: int=7, device=None,
-            verbose: bool=True,               # print both timings and the ratio
+            verbose: bool=True,               # print both timings, the ratio and the verdict
            ) -> tuple[Timing, Timing, float]:
     "Time two functions interleaved (A, B, A, B, …); return both timings and the speed-up baseline/candidate."
+    _check_runs({"baseline": baseline, "candidate": candidate}, warmup, repeats)
+    if not (isinstance(names, (tuple, list)) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"names must be two labels, e.g. ('eager', 'compiled'), got {names!r}")
     for _ in range(warmup): baseline(); candidate()
-    ta, tb = Timing(names[0], []), Timing(names[1], [])
+    times = ([], [])
     for _ in range(repeats):
-        for f, t in ((baseline, ta), (candidate, tb)):
+        for f, t in zip((baseline, candidate), times):
             _sync(device); t0 = time.perf_counter(); f(); _sync(device)
-            t.times.append(time.perf_counter() - t0)
-    ratio = ta.median / tb.median
-    if verbose: print(f"{ta}\n{tb}\nspeed-up ratio {names[0]} / {names[1]}: {ratio:.2f}×")
+            t.append(time.perf_counter() - t0)
+    ta, tb = Timing(names[0], times[0]), Timing(names[1], times[1])
+    ratio = ta.median / tb.median if tb.median > 0 else math.inf
+    if verbose: print(f"{ta}\n{tb}\nspeed-up ratio {names[0]} / {names[1]}: {ratio:.2f}× ({verdict(ta, tb)})")
     return ta, tb, ratio
 
 # %% ../nbs/08_performance.ipynb #9a74b09c
