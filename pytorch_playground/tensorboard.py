@@ -4,32 +4,64 @@
 
 # %% ../nbs/06_tensorboard.ipynb #8eb86582
 from __future__ import annotations
-import contextlib, json, os, socket, subprocess, sys, tempfile, time, warnings
+import contextlib, json, os, socket, struct, subprocess, sys, tempfile, time, warnings
 import urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as _hparams_summaries
 
 # %% auto #0
 __all__ = ['read_scalars', 'plot_scalars', 'tensorboard_server', 'server_tags', 'server_scalars', 'TensorBoardCallback']
 
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3e4
+def _event_files(log_dir: Path) -> list[Path]:
+    "Every TensorBoard event file under `log_dir`, sorted."
+    return sorted(p for p in log_dir.rglob("*tfevents*") if p.is_file())
+
+def _check_event_file(path: Path) -> int:
+    "The number of records in an event file; ValueError naming the file where its framing breaks."
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+    data, pos, n = path.read_bytes(), 0, 0
+    while pos < len(data):
+        head = data[pos:pos + 12]
+        problem = ("it ends inside a record header" if len(head) < 12 else
+                   "a record header fails its checksum" if struct.unpack("<I", head[8:])[0] != masked_crc32c(head[:8]) else
+                   "it ends inside a record" if pos + 16 + struct.unpack("<Q", head[:8])[0] > len(data) else None)
+        if problem:
+            raise ValueError(f"event file '{path}' is damaged after {n} good records (byte {pos}): {problem}. A program "
+                             "killed while writing leaves such a file; delete it, or pass strict=False to read the good records")
+        pos, n = pos + 16 + struct.unpack("<Q", head[:8])[0], n + 1
+    return n
+
 # %% ../nbs/06_tensorboard.ipynb #5336b40b
-def _multiplexer(log_dir):
+def _multiplexer(log_dir, strict: bool=True):
     "An EventMultiplexer that has loaded every run under `log_dir`, keeping every scalar point."
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise FileNotFoundError(f"no log folder at '{log_dir}': pass the log_dir given to SummaryWriter or TensorBoardCallback")
+    files = _event_files(log_dir)
+    if not files:
+        raise FileNotFoundError(f"no TensorBoard event files (events.out.tfevents.*) under '{log_dir}': check the folder, "
+                                "and close or flush the writer so that its records reach the disk")
+    for f in files:
+        try: _check_event_file(f)
+        except ValueError as e:
+            if strict: raise
+            warnings.warn(str(e).split(". A program")[0] + "; reading its good records only", stacklevel=3)
     mux = EventMultiplexer(size_guidance={"scalars": 0})  # 0 keeps every point instead of a sample
     mux.AddRunsFromDirectory(str(log_dir))
     mux.Reload()
     return mux
 
-def read_scalars(log_dir,  # a folder of event files: one run, or many runs in sub-folders
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3e5
+def read_scalars(log_dir,             # a folder of event files: one run, or many runs in sub-folders
+                 strict: bool=True,   # a damaged event file is an error; False: warn and read its good records
                 ) -> dict[str, list[tuple[int, float]]]:
     "Read every scalar under `log_dir` into {'<run>/<tag>' (bare tag for run '.'): [(step, value), ...]}."
-    mux = _multiplexer(log_dir)
+    mux = _multiplexer(log_dir, strict)
     out = {}
     for run, tags in sorted(mux.Runs().items()):
         run = Path(run).as_posix()
@@ -39,15 +71,19 @@ def read_scalars(log_dir,  # a folder of event files: one run, or many runs in s
 
 # %% ../nbs/06_tensorboard.ipynb #237ef854
 def plot_scalars(scalars: dict,  # the dict returned by `read_scalars`
-                 keys,           # the keys to draw on one set of axes
+                 keys,           # the keys to draw on one set of axes (one key may be a plain string)
                  ax=None,        # matplotlib axes to draw on (default: a new figure)
                  title: str="",
                  ylabel: str=""):
     "Plot some of `read_scalars`' series against the step on one set of matplotlib axes; returns the axes."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
+    keys = [keys] if isinstance(keys, str) else list(keys)  # "train/loss" is one key, not ten letters
+    if not keys: raise ValueError("no keys to plot: pass one or more keys of the dict, e.g. ['train/loss']")
     for key in keys:
         if key not in scalars: raise KeyError(f"no scalar '{key}' was logged; logged keys: {sorted(scalars)}")
+        if not scalars[key]: raise ValueError(f"scalar '{key}' has no points to plot")
+    if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
         steps, values = zip(*scalars[key])
         ax.plot(steps, values, marker="o" if len(steps) <= 20 else None, label=key)
     ax.set(xlabel="step", ylabel=ylabel, title=title)
@@ -67,12 +103,34 @@ def _tensorboard_command() -> list[str]:
     if exe.exists(): return [str(exe)]
     return [sys.executable, "-m", "tensorboard.main"]  # what the console script runs
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy: HTTP(S)_PROXY must not see local requests
+
 def _get_json(url: str, route: str, params: dict|None=None, timeout: float=10.0):
-    "GET `url + route` (with query `params`) and decode its JSON body."
+    "GET `url + route` (with query `params`) and decode its JSON body; a server on this machine is reached directly."
     q = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(f"{url}{route}{q}", timeout=timeout) as r: return json.loads(r.read())
+    local = urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+    with (_DIRECT.open if local else urllib.request.urlopen)(f"{url}{route}{q}", timeout=timeout) as r:
+        return json.loads(r.read())
 
 # %% ../nbs/06_tensorboard.ipynb #d7f2787e
+def _wait_for_own_server(proc, url: str, log_dir: Path, timeout: float, output):
+    "Wait until `proc` answers on `url`; refuse a server that answers but serves another folder."
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tensorboard exited with code {proc.returncode} before answering on {url}; "
+                               f"its output:\n{output()}\nCheck the port and that the tensorboard package works.")
+        try: served = _get_json(url, "/data/logdir", timeout=2).get("logdir"); break
+        except (urllib.error.URLError, ConnectionError, OSError, ValueError, AttributeError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tensorboard did not answer on {url} within {timeout:.0f} s; its output:\n"
+                                   f"{output()}\nRaise `timeout` on a slow machine.") from None
+            time.sleep(0.2)
+    if served != str(log_dir):
+        raise RuntimeError(f"another server answers on {url} (it serves {served!r}, not '{log_dir}'): the port is taken; "
+                           "leave port=None to get a free one")
+
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3e6
 @contextlib.contextmanager
 def tensorboard_server(log_dir,                     # the folder to serve (`--logdir`)
                        port: int|None=None,          # port on 127.0.0.1 (default: a free one)
@@ -81,8 +139,10 @@ def tensorboard_server(log_dir,                     # the folder to serve (`--lo
                        samples: int=100_000,         # scalar points kept per tag (TensorBoard's default samples 1,000)
                       ):
     "Start `tensorboard --logdir log_dir --host 127.0.0.1` as a subprocess, wait until it answers, yield its URL, stop it."
-    log_dir = Path(log_dir)
+    log_dir = Path(log_dir).resolve()
     if not log_dir.is_dir(): raise FileNotFoundError(f"no log folder at '{log_dir}': write some events first, or fix the path")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise ValueError(f"port must be a whole number in 1-65535, or None for a free one; got {port!r}")
     port = port or _free_port()
     cmd = _tensorboard_command() + ["--logdir", str(log_dir), "--host", "127.0.0.1", "--port", str(port),
            "--load_fast", "false", "--samples_per_plugin", f"scalars={samples}", "--reload_interval", str(reload_interval)]
@@ -93,18 +153,7 @@ def tensorboard_server(log_dir,                     # the folder to serve (`--lo
         def output():
             log.flush(); log.seek(0); return log.read()[-3000:]
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"tensorboard exited with code {proc.returncode} before answering on {url}; "
-                                       f"its output:\n{output()}\nCheck the port and that the tensorboard package works.")
-                try:
-                    _get_json(url, "/data/logdir", timeout=2); break
-                except (urllib.error.URLError, ConnectionError, OSError):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"tensorboard did not answer on {url} within {timeout:.0f} s; its output:\n"
-                                           f"{output()}\nRaise `timeout` on a slow machine.") from None
-                    time.sleep(0.2)
+            _wait_for_own_server(proc, url, log_dir, timeout, output)
             yield url
         finally:
             proc.terminate()
@@ -160,81 +209,94 @@ class TensorBoardCallback:
                  write_secs: float=10.0,         # hand per-step points to the writers (and flush) at most this often
                 ):
         if not write_secs >= 0: raise ValueError(f"write_secs must be >= 0 seconds (0 writes at every step), got {write_secs!r}")
-        for name, every in (("image_every", image_every), ("hist_every", hist_every)):
-            if every is not None and (not isinstance(every, int) or every < 1):
-                raise ValueError(f"{name} must be a whole number of epochs >= 1, or None to log none; got {every!r}")
+        for name, every in (("image_every", image_every), ("hist_every", hist_every), ("n_images", n_images)):
+            if (every is not None or name == "n_images") and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+                raise ValueError(f"{name} must be " + ("a whole number >= 1" if name == "n_images" else
+                                 "a whole number of epochs >= 1, or None to log none") + f"; got {every!r}")
+        if Path(log_dir).is_file(): raise FileExistsError(f"log_dir '{log_dir}' is a file: pass a folder for the runs")
         self.log_dir, self.image_every, self.hist_every = Path(log_dir), image_every, hist_every
         self.graph, self.hparams, self.n_images, self.write_secs = graph, hparams, n_images, write_secs
         self.writers: dict[str, SummaryWriter] = {}
         self._pending: list = []  # (step, loss, [lr per group], wall time) not yet handed to the writer
         self._graph_due, self._last_write = graph, time.monotonic()
 
-    def before_fit(self, state):
-        "Open the train and valid writers."
-        if not _is_main(state): return
-        step = getattr(state, "step", 0)  # > 0 when fit resumes from a checkpoint taken at that step
-        purge = step + 1 if step else None    # hide what the interrupted run logged after it
-        for run in ("train", "valid"):
-            self.writers[run] = SummaryWriter(self.log_dir/run, purge_step=purge, flush_secs=self.write_secs,
-                                              max_queue=1000)  # a burst of records never waits for the writer thread
-        self._graph_due, self._last_write = self.graph, time.monotonic()
-
-    def after_batch(self, state):
-        "Record the batch's loss and learning rate at the global step; hand them over every `write_secs` seconds."
-        if not _is_main(state): return
-        self._pending.append((state.step, state.loss, [g["lr"] for g in state.opt.param_groups], time.time()))
-        if self._graph_due:
-            self._graph_due = False
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # add_graph traces with the deprecated torch.jit.trace
-                self.writers["train"].add_graph(_unwrap(state.model), state.xb[:1])
-        if time.monotonic() - self._last_write >= self.write_secs: self._write_pending()
-
-    def _write_pending(self):
-        "Pass the recorded per-step points to the train writer, each with its own step and wall time."
-        w = self.writers.get("train")
-        if w is not None:
-            for step, loss, lrs, t in self._pending:
-                w.add_scalar("loss", loss, step, walltime=t)
-                for i, lr in enumerate(lrs): w.add_scalar("lr" if len(lrs) == 1 else f"lr/group{i}", lr, step, walltime=t)
-        self._pending.clear()
-        self._last_write = time.monotonic()
-
-    def after_epoch(self, state):
-        "Log the pending steps, the epoch's figures, and images and histograms when due."
-        if not _is_main(state): return
-        self._write_pending()
-        train, valid = self.writers["train"], self.writers["valid"]
-        figures, step = _numbers(state.history[-1]), state.step
-        figures.pop("epoch", None)
-        if "train_loss" in figures: train.add_scalar("epoch_loss", figures.pop("train_loss"), step)
-        if "valid_loss" in figures: valid.add_scalar("loss", figures.pop("valid_loss"), step)
-        for name, value in figures.items(): valid.add_scalar(name, value, step)
-        xb = state.xb
-        if _every(self.image_every, state.epoch) and xb is not None and xb.ndim == 4 and xb.shape[1] in (1, 3):
-            train.add_image("inputs", _grid(xb[:self.n_images]), step)
-        if _every(self.hist_every, state.epoch):
-            for name, p in _unwrap(state.model).named_parameters():
-                train.add_histogram(f"weights/{name}", p.detach(), step)
-                if p.grad is not None: train.add_histogram(f"grads/{name}", p.grad, step)
-
-    def after_fit(self, state):
-        "Log the hyperparameters with the last epoch's figures (if given), then close the writers."
-        if not _is_main(state): return
-        try:
-            if self.hparams and getattr(state, "history", None):
-                metrics = {f"hparam/{k}": v for k, v in _numbers(state.history[-1]).items() if k != "epoch"}
-                with SummaryWriter(self.log_dir/"hparams") as w:  # what add_hparams does, without a clock-named folder
-                    for s in _hparams_summaries(self.hparams, metrics): w.file_writer.add_summary(s)
-                    for k, v in metrics.items(): w.add_scalar(k, v, state.step)
-        finally:
-            self.close()
-
-    def close(self):
-        "Write what is pending, flush and close every writer (safe to call twice)."
-        self._write_pending()
-        for w in self.writers.values(): w.close()
-        self.writers.clear()
-
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3e8
+@patch
+def before_fit(self: TensorBoardCallback, state):
+    "Open the train and valid writers."
+    if not _is_main(state): return
+    step = getattr(state, "step", 0)  # > 0 when fit resumes from a checkpoint taken at that step
+    purge = step + 1 if step else None    # hide what the interrupted run logged after it
+    for run in ("train", "valid"):
+        self.writers[run] = SummaryWriter(self.log_dir/run, purge_step=purge, flush_secs=self.write_secs,
+                                          max_queue=1000)  # a burst of records never waits for the writer thread
+    self._graph_due, self._last_write = self.graph, time.monotonic()
+
+@patch
+def after_batch(self: TensorBoardCallback, state):
+    "Record the batch's loss and learning rate at the global step; hand them over every `write_secs` seconds."
+    if not _is_main(state): return
+    self._pending.append((state.step, state.loss, [g["lr"] for g in state.opt.param_groups], time.time()))
+    if self._graph_due:
+        self._graph_due = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # add_graph traces with the deprecated torch.jit.trace
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # its notes on Python-level checks
+            self.writers["train"].add_graph(_unwrap(state.model), state.xb[:1])
+    if time.monotonic() - self._last_write >= self.write_secs: self._write_pending()
+
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3e9
+@patch
+def _write_pending(self: TensorBoardCallback):
+    "Pass the recorded per-step points to the train writer, each with its own step and wall time."
+    w = self.writers.get("train")
+    if w is not None:
+        for step, loss, lrs, t in self._pending:
+            w.add_scalar("loss", loss, step, walltime=t)
+            for i, lr in enumerate(lrs): w.add_scalar("lr" if len(lrs) == 1 else f"lr/group{i}", lr, step, walltime=t)
+    self._pending.clear()
+    self._last_write = time.monotonic()
+
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3eb
+@patch
+def after_epoch(self: TensorBoardCallback, state):
+    "Log the pending steps, the epoch's figures, and images and histograms when due."
+    if not _is_main(state): return
+    self._write_pending()
+    train, valid = self.writers["train"], self.writers["valid"]
+    figures, step = _numbers(state.history[-1]), state.step
+    figures.pop("epoch", None)
+    if "train_loss" in figures: train.add_scalar("epoch_loss", figures.pop("train_loss"), step)
+    if "valid_loss" in figures: valid.add_scalar("loss", figures.pop("valid_loss"), step)
+    for name, value in figures.items(): valid.add_scalar(name, value, step)
+    xb = state.xb
+    if _every(self.image_every, state.epoch) and xb is not None and xb.ndim == 4 and xb.shape[1] in (1, 3):
+        train.add_image("inputs", _grid(xb[:self.n_images]), step)
+    if _every(self.hist_every, state.epoch):
+        for name, p in _unwrap(state.model).named_parameters():
+            train.add_histogram(f"weights/{name}", p.detach(), step)
+            if p.grad is not None: train.add_histogram(f"grads/{name}", p.grad, step)
+
+# %% ../nbs/06_tensorboard.ipynb #b1c2d3ed
+@patch
+def after_fit(self: TensorBoardCallback, state):
+    "Log the hyperparameters with the last epoch's figures (if given), then close the writers."
+    if not _is_main(state): return
+    try:
+        if self.hparams and getattr(state, "history", None):
+            metrics = {f"hparam/{k}": v for k, v in _numbers(state.history[-1]).items() if k != "epoch"}
+            with SummaryWriter(self.log_dir/"hparams") as w:
+                for s in _hparams_summaries(self.hparams, metrics): w.file_writer.add_summary(s)
+                for k, v in metrics.items(): w.add_scalar(k, v, state.step)
+    finally:
+        self.close()
+
+@patch
+def close(self: TensorBoardCallback):
+    "Write what is pending, flush and close every writer (safe to call twice)."
+    self._write_pending()
+    for w in self.writers.values(): w.close()
+    self.writers.clear()

@@ -7,12 +7,12 @@ import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 
 from pytorch_playground.data import InMemoryLoader
-from pytorch_playground.tensorboard import (TensorBoardCallback, read_scalars, server_scalars, server_tags,
+from pytorch_playground.tensorboard import (TensorBoardCallback, plot_scalars, read_scalars, server_scalars, server_tags,
                                             tensorboard_server)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
-def _tiny_fit(log_dir, epochs=2, callbacks=None, **cb_kw):
+def _tiny_fit(log_dir, epochs=2, callbacks=None, cb=None, **cb_kw):
     "Fit a small CNN on random 8x8 images with a TensorBoardCallback; returns (history, callback, batches per epoch)."
     from pytorch_playground.training import fit
     torch.manual_seed(0)
@@ -20,7 +20,7 @@ def _tiny_fit(log_dir, epochs=2, callbacks=None, **cb_kw):
     train_dl, valid_dl = InMemoryLoader(X[:64], y[:64], batch_size=16), InMemoryLoader(X[64:], y[64:], batch_size=16)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    cb = TensorBoardCallback(log_dir, **cb_kw)
+    cb = cb or TensorBoardCallback(log_dir, **cb_kw)
     hist = fit(model, train_dl, valid_dl, nn.CrossEntropyLoss(), opt, epochs,
                metrics={"acc": lambda o, t: (o.argmax(1) == t).float().mean().item()},
                callbacks=[cb, *(callbacks or [])], progress=False)
@@ -62,8 +62,10 @@ def test_callback_closes_writers_on_interrupt(tmp_path):
     class Stop:
         def after_batch(self, state):
             if state.step == 3: raise KeyboardInterrupt
-    hist, cb, n = _tiny_fit(tmp_path, epochs=2, callbacks=[Stop()])  # fit stops on Ctrl-C and returns
-    assert hist == [] and cb.writers == {}  # after_fit ran on the way out and closed the writers
+    cb = TensorBoardCallback(tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # outside IPython fit re-raises Ctrl-C, after the callbacks' after_fit
+        _tiny_fit(tmp_path, epochs=2, callbacks=[Stop()], cb=cb)
+    assert cb.writers == {}  # after_fit ran on the way out and closed the writers
     assert [s for s, _ in read_scalars(tmp_path)["train/loss"]] == [1, 2, 3]
 
 
@@ -82,7 +84,7 @@ def test_callback_resume_purges_the_interrupted_tail(tmp_path):
     class Stop:
         def after_batch(self, state):
             if state.step == 6: raise KeyboardInterrupt  # epoch 1, after 2 of its 4 steps; last.pt holds epoch 0
-    run(2, False, [Stop()])
+    with pytest.raises(KeyboardInterrupt): run(2, False, [Stop()])  # outside IPython fit re-raises Ctrl-C
     assert [s for s, _ in read_scalars(tmp_path/"logs")["train/loss"]] == list(range(1, 7))
     time.sleep(1.1)  # event files sort by name, whose clock part has 1 s resolution; a real resume is later anyway
     run(3, True)
@@ -141,3 +143,82 @@ def test_server_port_in_use_gives_its_output(tmp_path):
 def test_server_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no log folder"):
         with tensorboard_server(tmp_path/"nope"): pass
+
+
+# --- issue 18: say when nothing was read, or the files are damaged; talk only to our own server ---
+
+def test_read_scalars_empty_folder(tmp_path):
+    (tmp_path/"run").mkdir()
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files .* under"):
+        read_scalars(tmp_path)
+
+
+def test_read_scalars_random_bytes(tmp_path):
+    (tmp_path/"events.out.tfevents.123.host").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match=r"events\.out\.tfevents\.123\.host' is damaged after 0 good records.*checksum"):
+        read_scalars(tmp_path)
+
+
+def test_read_scalars_truncated_file(tmp_path):
+    with SummaryWriter(tmp_path) as w:
+        for s in range(50): w.add_scalar("x", float(s), s)
+    f = next(tmp_path.glob("events*"))
+    full = read_scalars(tmp_path)["x"]
+    f.write_bytes(f.read_bytes()[:-10])  # cut short inside the last record
+    with pytest.raises(ValueError, match=r"damaged after \d+ good records .*it ends inside a record.*strict=False"):
+        read_scalars(tmp_path)
+    with pytest.warns(UserWarning, match="reading its good records only"):
+        partial = read_scalars(tmp_path, strict=False)["x"]
+    assert partial == full[:len(partial)] and 0 < len(partial) < 50
+
+
+def test_read_scalars_accepts_a_folder_with_no_scalars(tmp_path):
+    with SummaryWriter(tmp_path) as w: w.add_text("note", "only text", 0)
+    assert read_scalars(tmp_path) == {}  # files were read: there simply are no scalars
+
+
+def test_plot_scalars_arguments(tmp_path):
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scalars = {"train/loss": [(1, 2.0), (2, 1.0)], "empty": []}
+    assert len(plot_scalars(scalars, "train/loss").get_lines()) == 1  # a string is one key
+    with pytest.raises(ValueError, match="no keys to plot"): plot_scalars(scalars, [])
+    with pytest.raises(ValueError, match="'empty' has no points"): plot_scalars(scalars, ["empty"])
+    with pytest.raises(KeyError, match="logged keys"): plot_scalars(scalars, ["nope"])
+    plt.close("all")
+
+
+def test_callback_more_bad_arguments(tmp_path):
+    (tmp_path/"file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"): TensorBoardCallback(tmp_path/"file")
+    with pytest.raises(ValueError, match="n_images must be a whole number >= 1"): TensorBoardCallback(tmp_path, n_images=0)
+    with pytest.raises(ValueError, match="write_secs must be"): TensorBoardCallback(tmp_path, write_secs=float("nan"))
+
+
+def test_server_bypasses_proxies(tmp_path, monkeypatch):
+    with SummaryWriter(tmp_path) as w: w.add_scalar("a", 1.0, 0)
+    dead = socket.socket(); dead.bind(("127.0.0.1", 0)); port = dead.getsockname()[1]; dead.close()
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{port}")  # a proxy that does not exist
+    for var in ("NO_PROXY", "no_proxy"): monkeypatch.delenv(var, raising=False)
+    with tensorboard_server(tmp_path, reload_interval=0, timeout=120) as url:
+        assert server_scalars(url, ".", "a") == [(0, 1.0)]
+
+
+def test_server_refuses_another_server_on_its_port(tmp_path):
+    import http.server, json, threading
+    class Fake(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"logdir": "/somewhere/else"}).encode()
+            self.send_response(200); self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *a): pass
+    with SummaryWriter(tmp_path) as w: w.add_scalar("a", 1.0, 0)
+    fake = http.server.HTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match=r"another server answers|exited with code"):
+            with tensorboard_server(tmp_path, port=fake.server_address[1], timeout=60): pass
+    finally: fake.shutdown()
+    with pytest.raises(ValueError, match="port must be a whole number in 1-65535"):
+        with tensorboard_server(tmp_path, port=70000): pass
