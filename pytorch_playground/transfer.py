@@ -33,6 +33,8 @@ def _home(p: Path) -> str:
 
 def weights_file(weights) -> Path:
     "Where torch hub keeps the file of a torchvision weights enum member: `torch.hub.get_dir()/checkpoints/<file in its URL>`."
+    if not isinstance(getattr(weights, "url", None), str):
+        raise TypeError(f"weights_file needs a torchvision weights enum member such as ResNet18_Weights.DEFAULT, got {weights!r}")
     return Path(torch.hub.get_dir())/"checkpoints"/Path(urlparse(weights.url).path).name
 
 # %% ../nbs/05_transfer.ipynb #d8785340
@@ -67,21 +69,36 @@ def load_pretrained(arch: str,            # a torchvision model name, e.g. "resn
     return model
 
 # %% ../nbs/05_transfer.ipynb #ffb3ee5e
+def _module(model, fn: str) -> nn.Module:
+    "`model`, after checking that it is an nn.Module (the error names the function that needs one)."
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{fn} needs a torch.nn.Module, got {type(model).__name__}: pass the network itself")
+    return model
+
 def freeze(model: nn.Module,  # the model whose parameters stop learning
           ) -> nn.Module:
     "Stop every parameter of `model` from requiring gradients (`requires_grad=False`); return the model."
-    for p in model.parameters(): p.requires_grad_(False)
+    for p in _module(model, "freeze").parameters(): p.requires_grad_(False)
     return model
 
 # %% ../nbs/05_transfer.ipynb #54369f87
+def _count(name: str, value, least: int=1) -> int:
+    "A whole number >= `least` (bools refused), or a ValueError naming the argument."
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return value
+
 class Head(nn.Sequential):
     "The new classifier head: Linear(in_features, hidden) → ReLU → Dropout → Linear(hidden, n_classes)."
     def __init__(self, in_features: int,  # features coming out of the backbone
                  n_classes: int,          # classes of the new task
                  hidden: int=512,         # width of the hidden layer
                  dropout: float=0.2):     # dropout probability before the last layer
+        in_features, n_classes, hidden = _count("in_features", in_features), _count("n_classes", n_classes), _count("hidden", hidden)
+        if not 0 <= dropout < 1: raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         super().__init__(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
+# %% ../nbs/05_transfer.ipynb #a5c0d1e1
 _HEAD_NAMES = ("fc", "classifier", "head", "heads")
 
 def _head_slot(model: nn.Module) -> tuple[nn.Module, str, int]:
@@ -100,17 +117,35 @@ def _head_slot(model: nn.Module) -> tuple[nn.Module, str, int]:
 def _in_features(layer: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer[0].in_features
 
+# %% ../nbs/05_transfer.ipynb #a5c0d1e3
+_AUX_NAMES = ("aux1", "aux2", "AuxLogits")
+
+def _fix_aux_heads(model: nn.Module, n_classes: int, aux: str) -> None:
+    "Remove the auxiliary heads of GoogLeNet/Inception-style models, or point their last Linear at `n_classes`."
+    if aux not in ("remove", "replace"): raise ValueError(f"aux must be 'remove' or 'replace', got {aux!r}")
+    for name in _AUX_NAMES:
+        head = getattr(model, name, None)
+        if not isinstance(head, nn.Module): continue
+        if aux == "remove": setattr(model, name, None)  # torchvision skips an auxiliary head that is None
+        else:
+            parent_name, last = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)][-1]
+            parent, attr = (head.get_submodule(parent_name.rpartition(".")[0]), parent_name.rpartition(".")[2])
+            setattr(parent, attr, nn.Linear(last.in_features, n_classes).to(last.weight.device, last.weight.dtype))
+    if aux == "remove" and hasattr(model, "aux_logits"): model.aux_logits = False  # plain logits in training mode too
+
 # %% ../nbs/05_transfer.ipynb #8fbefe05
 def replace_head(model: nn.Module,    # a torchvision-style classifier whose head is `fc` or `classifier`
                  n_classes: int,      # number of classes of the new task
                  hidden: int=512,     # width of the new head's hidden layer
                  dropout: float=0.2,  # dropout probability before the last layer
+                 aux: str="remove",   # auxiliary heads (GoogLeNet, Inception v3): "remove" them, or "replace" their last Linear
                 ) -> nn.Module:
     "Replace the last Linear layer of `model`'s head with a trainable `Head(in_features, n_classes)`; return the model."
-    if not isinstance(n_classes, int) or n_classes < 1: raise ValueError(f"n_classes must be a whole number >= 1, got {n_classes!r}")
-    if not isinstance(hidden, int) or hidden < 1: raise ValueError(f"hidden must be a whole number >= 1, got {hidden!r}")
+    _module(model, "replace_head")
+    _count("n_classes", n_classes); _count("hidden", hidden)
     if not 0 <= dropout < 1: raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
     parent, name, in_features = _head_slot(model)
+    _fix_aux_heads(model, n_classes, aux)
     old = next(getattr(parent, name).parameters())
     setattr(parent, name, Head(in_features, n_classes, hidden, dropout).to(device=old.device, dtype=old.dtype))
     return model
@@ -121,7 +156,7 @@ def param_summary(model: nn.Module,  # any module
     "A DataFrame of trainable and frozen parameter counts per top-level child of `model`, with a 'total' row."
     import pandas as pd
     rows = {}
-    for name, p in model.named_parameters():  # shared parameters are counted once
+    for name, p in _module(model, "param_summary").named_parameters():  # shared parameters are counted once
         part = name.split(".")[0] if "." in name else "(own)"
         r = rows.setdefault(part, {"trainable": 0, "frozen": 0})
         r["trainable" if p.requires_grad else "frozen"] += p.numel()
@@ -131,9 +166,13 @@ def param_summary(model: nn.Module,  # any module
 
 # %% ../nbs/05_transfer.ipynb #f0641c20
 def _part(model: nn.Module, name: str) -> nn.Module:
+    "The submodule `name` of `model`; an empty or unknown name is an error listing the children."
+    children = [n for n, _ in model.named_children()]
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{name!r} names no part of {type(model).__name__} (an empty name would mean the whole model): "
+                         f"use one of its children {children}, or call unfreeze(model) with no names to unfreeze everything")
     try: return model.get_submodule(name)
     except AttributeError:
-        children = [n for n, _ in model.named_children()]
         raise ValueError(f"{type(model).__name__} has no part named {name!r}: use one of its children {children}, "
                          f"or a dotted path into one such as '{children[-1] if children else 'child'}.0'") from None
 
@@ -141,7 +180,7 @@ def unfreeze(model: nn.Module,  # the model to change in place
              *names: str,        # parts to make trainable: children or dotted paths; none means everything
             ) -> nn.Module:
     "Make the named parts of `model` (e.g. 'layer4', 'features.3') trainable again; no names unfreezes everything; return the model."
-    parts = [_part(model, n) for n in names] if names else [model]
+    parts = [_part(_module(model, "unfreeze"), n) for n in names] if names else [_module(model, "unfreeze")]
     for part in parts:
         for p in part.parameters(): p.requires_grad_(True)
     return model
@@ -156,6 +195,7 @@ class SmallConvNet(nn.Module):
                  n_classes: int=10,         # number of classes of the head `fc`
                  width: int=16):            # channels of the stem; layer1 has 2×, layer2 4×
         super().__init__()
+        _count("in_channels", in_channels); _count("n_classes", n_classes); _count("width", width)
         self.stem = _conv_bn(in_channels, width, 1)
         self.layer1 = _conv_bn(width, 2 * width, 2)
         self.layer2 = _conv_bn(2 * width, 4 * width, 2)

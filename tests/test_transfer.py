@@ -119,3 +119,55 @@ def test_bad_names_and_files(hub_dir):
     with pytest.raises(ValueError, match="IMAGENET1K_V1"): load_pretrained("resnet18", "IMAGENET9K")
     (hub_dir/"junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot be read as a weight file"): load_pretrained("resnet18", path=hub_dir/"junk.pth")
+
+
+# --- issue 18: clear errors instead of silent wrong results ---
+
+@pytest.mark.parametrize("aux", ["remove", "replace"])
+def test_replace_head_handles_auxiliary_heads(aux):
+    g = replace_head(models.googlenet(weights=None, aux_logits=True, init_weights=False), 4, hidden=16, aux=aux)
+    i = replace_head(models.inception_v3(weights=None, aux_logits=True, init_weights=False), 4, hidden=16, aux=aux)
+    if aux == "remove":
+        assert g.aux1 is None and g.aux2 is None and i.AuxLogits is None and not g.aux_logits and not i.aux_logits
+        out = g.train()(torch.rand(2, 3, 64, 64))
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 4)  # fit gets one tensor in training mode
+    else:
+        assert g.aux1.fc2.out_features == g.aux2.fc2.out_features == i.AuxLogits.fc.out_features == 4
+        out = g.train()(torch.rand(2, 3, 64, 64))
+        assert [o.shape for o in out] == [(2, 4)] * 3
+    assert g.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 4)
+
+def test_replace_head_aux_argument_and_types():
+    with pytest.raises(ValueError, match="aux must be 'remove' or 'replace', got 'keep'"):
+        replace_head(models.resnet18(weights=None), 3, aux="keep")
+    with pytest.raises(ValueError, match="n_classes must be a whole number >= 1, got True"):
+        replace_head(models.resnet18(weights=None), True)
+    with pytest.raises(TypeError, match="replace_head needs a torch.nn.Module, got str"):
+        replace_head("resnet18", 3)
+    with pytest.raises(ValueError, match="dropout must be a probability"):
+        replace_head(models.resnet18(weights=None), 3, dropout=float("nan"))
+
+def test_unfreeze_refuses_an_empty_name():
+    m = freeze(models.resnet18(weights=None))
+    for bad in ("", "  ", None):
+        with pytest.raises(ValueError, match="names no part of ResNet"):
+            unfreeze(m, bad)
+    assert param_summary(m).loc["total", "trainable"] == 0  # nothing was unfrozen
+    with pytest.raises(TypeError, match="unfreeze needs a torch.nn.Module"):
+        unfreeze([m], "fc")
+
+def test_wrong_types_are_named():
+    with pytest.raises(TypeError, match="freeze needs a torch.nn.Module, got list"): freeze([nn.Linear(2, 2)])
+    with pytest.raises(TypeError, match="param_summary needs a torch.nn.Module"): param_summary({"w": torch.zeros(2)})
+    with pytest.raises(TypeError, match="weights_file needs a torchvision weights enum member"): weights_file("DEFAULT")
+
+@pytest.mark.parametrize("kw, msg", [(dict(in_features=0, n_classes=3), "in_features must be a whole number >= 1, got 0"),
+                                     (dict(in_features=8, n_classes=2.0), "n_classes must be a whole number >= 1, got 2.0"),
+                                     (dict(in_features=8, n_classes=2, dropout=-0.1), "dropout must be a probability")])
+def test_head_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): Head(**kw)
+
+@pytest.mark.parametrize("kw, msg", [(dict(in_channels=0), "in_channels must be"), (dict(n_classes=-1), "n_classes must be"),
+                                     (dict(width=1.5), "width must be a whole number >= 1, got 1.5")])
+def test_small_conv_net_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): SmallConvNet(**kw)
