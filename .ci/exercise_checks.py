@@ -11,7 +11,9 @@ passed, the same kernel also runs:
     literal, swap one operator (+/-, * and /, </>, <=/>=, ==/!=, and/or). A mutant is caught when the
     check fails, or when its own cell raises or runs past its time limit.
 Before each variant the names the solution cell defines are removed, so that the check never sees
-a value left over from the reference; afterwards the reference solution cell runs again.
+a value left over from the reference; afterwards the reference solution cell runs again. The reference
+itself is also run a second time first: a learner re-runs cells, and an exercise whose check fails on a
+second run (files or counters left by the first) would also make every verdict below it meaningless.
 
 Prints per-notebook figures. Fails on a reference that fails its own check, an exercise without a
 wrong answer, a wrong answer not caught with a helpful message, or fewer than 90% of the mutants
@@ -174,6 +176,13 @@ def _exercise(k: Kernel, nb: dict, si: int, ci: int, rep: dict, ref_s: float, ma
         return
     blocks = exercise_blocks(sol)
     clear, limit = bound_names(fill_solutions(sol)), max(20.0, 5 * (ref_s + r["seconds"]) + 10)
+    again = judge(k, clear, fill_solutions(sol), chk, limit)  # a learner re-runs cells: the reference must pass twice
+    if again["status"] != "passed":
+        rep["problems"].append(f"{name}: the reference solution fails its check when its cell runs a second time "
+                               f"({again['status']}: {again.get('reason', '')[:120]}); state left by the first run (files, "
+                               "counters, a trained model) leaks into the second: start the exercise cell from a clean state")
+        k.run(sol)
+        return
     wrongs = [b for b in blocks if b["kind"] == "wrong"]
     if not wrongs: rep["problems"].append(f"{name}: no wrong answer in the solution cell (write at least one)")
     for b in wrongs:

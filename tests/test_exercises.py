@@ -208,3 +208,11 @@ def test_ci_judges_wrong_answers_and_mutants(tmp_path):
     assert any("'added instead'" in p and "passes on it" in p for p in rep["problems"])
     assert any("'multiplied by two'" in p and "bare reason" in p for p in rep["problems"])
     assert len(rep["mutants"]) >= 4 and all(m[2] for m in rep["mutants"] if m[0] == "t.1 double")
+
+def test_ci_reports_a_reference_that_fails_when_run_twice(tmp_path):
+    import exercise_checks as ec
+    cells = [nbformat.v4.new_code_cell("from pytorch_playground.exercises import check\nlog = []"),
+             nbformat.v4.new_code_cell(f"{BS}\nlog.append(1)\n{ES}\n{BW}: appended 2\n# log.append(2)\n{EW}"),
+             nbformat.v4.new_code_cell('@check("t.3 one entry")\ndef _(): assert log == [1], f"log is {log}, expected [1]"')]
+    rep = ec.check_notebook(course(tmp_path, cells)/"demo.ipynb")
+    assert any("second time" in p for p in rep["problems"]) and not rep["wrong"], rep["problems"]
