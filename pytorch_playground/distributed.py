@@ -38,6 +38,12 @@ def _check_positive(name: str, value) -> float:
     if not (math.isfinite(value) and value > 0): raise ValueError(f"{name} must be a positive finite number, got {value}")
     return float(value)
 
+def _check_context(ctx):
+    "A DistContext whose numbers describe a process of a job."
+    _check_count("world_size", ctx.world_size); _check_count("local_rank", ctx.local_rank, 0)
+    if not (isinstance(ctx.rank, numbers.Integral) and 0 <= ctx.rank < ctx.world_size):
+        raise ValueError(f"rank must be a whole number from 0 to world_size - 1 = {ctx.world_size - 1}, got {ctx.rank!r}")
+
 # %% ../nbs/09_distributed.ipynb #61a1ea21
 def default_backend() -> str:
     "The communication backend for this machine: 'nccl' when CUDA GPUs exist, else 'gloo'."
@@ -52,6 +58,7 @@ class DistContext:
     world_size: int = 1
     backend: str|None = None         # None: no process group (a plain single-process run)
     device: torch.device = torch.device("cpu")
+    def __post_init__(self): _check_context(self)
     @property
     def is_main(self) -> bool: return self.rank == 0
 
@@ -59,6 +66,7 @@ class DistContext:
 class DistributedSetupError(RuntimeError):
     "The job could not be set up (its environment, the rendezvous, the GPUs); the message says what to check."
 
+# %% ../nbs/09_distributed.ipynb #dev09cdh
 def _device_for(backend: str, local_rank: int) -> torch.device:
     "The device of the process with this local rank: its own GPU for nccl, the CPU for gloo."
     if backend != "nccl": return torch.device("cpu")
@@ -68,7 +76,7 @@ def _device_for(backend: str, local_rank: int) -> torch.device:
     if local_rank >= n:
         raise DistributedSetupError(f"LOCAL_RANK {local_rank} has no GPU: this machine has {n} CUDA GPU(s). Launch at most "
                                     f"{n} process(es) per machine (--nproc_per_node={n}), or use --backend gloo")
-    torch.cuda.set_device(local_rank)
+    torch.cuda.set_device(local_rank)  # before any CUDA work, or every process starts on GPU 0
     return torch.device("cuda", local_rank)
 
 # %% ../nbs/09_distributed.ipynb #envrk09c
@@ -87,6 +95,17 @@ def _env_ranks() -> tuple[int, int, int]:
                                     "0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0): launch with torchrun, which sets them")
     return rank, world_size, local_rank
 
+# %% ../nbs/09_distributed.ipynb #join09ch
+def _join_group(backend: str, timeout_s: float, rank: int, world_size: int):
+    "init_process_group, with a rendezvous failure turned into an error that says what to check."
+    try: dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    except dist.DistError as e:
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise DistributedSetupError(f"rank {rank} of {world_size} could not join the process group at {where} within "
+                                    f"{timeout_s:g} s ({type(e).__name__}: {str(e).splitlines()[0]}). Check that all "
+                                    f"{world_size} processes were started, that {where} is reachable from this machine, "
+                                    f"or allow more time (--timeout)") from None
+
 # %% ../nbs/09_distributed.ipynb #b4a3b04c
 def init_distributed(timeout_s: float=60.0,  # how long to wait for the other processes, and for any collective
                      backend: str|None=None,  # 'gloo', 'nccl', 'mpi', or None for `default_backend()`
@@ -97,20 +116,12 @@ def init_distributed(timeout_s: float=60.0,  # how long to wait for the other pr
         raise ValueError(f"backend must be 'gloo', 'nccl', 'mpi' or None (for default_backend()), got {backend!r}")
     if backend is not None and not dist.is_backend_available(backend):
         raise DistributedSetupError(f"this PyTorch build has no {backend} backend: use gloo (CPU) or nccl (NVIDIA GPUs)")
-    env = os.environ
-    if "RANK" not in env or "WORLD_SIZE" not in env:  # not launched by torchrun: a plain single process
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:  # not launched by torchrun: a plain single process
         return DistContext(device=get_device() if backend is None else _device_for(backend, 0))
     rank, world_size, local_rank = _env_ranks()
     backend = backend or default_backend()
-    device = _device_for(backend, local_rank)
-    try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-    except dist.DistError as e:
-        where = f"{env.get('MASTER_ADDR', '?')}:{env.get('MASTER_PORT', '?')}"
-        raise DistributedSetupError(f"rank {rank} of {world_size} could not join the process group at {where} within "
-                                    f"{timeout_s:g} s ({type(e).__name__}: {str(e).splitlines()[0]}). Check that all "
-                                    f"{world_size} processes were started, that {where} is reachable from this machine, "
-                                    f"or allow more time (--timeout)") from None
+    device = _device_for(backend, local_rank)   # its own GPU (nccl) or the CPU; refused before joining when missing
+    _join_group(backend, timeout_s, rank, world_size)
     return DistContext(rank, local_rank, world_size, backend, device)
 
 # %% ../nbs/09_distributed.ipynb #split09c
@@ -153,6 +164,10 @@ def make_loaders(X_train: torch.Tensor, y_train: torch.Tensor,  # training image
             DataLoader(valid_ds, batch_size=valid_batch_size, sampler=valid_sampler))
 
 # %% ../nbs/09_distributed.ipynb #outp09cd
+def _is_main() -> bool:
+    "True on rank 0, and in a process without a process group."
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
 def _old_checkpoints(out: Path) -> list[str]:
     "The checkpoints an earlier run left in `out`."
     return [n for n in ("best.pt", "last.pt") if (out/n).exists()]
@@ -169,10 +184,6 @@ def _output_problem(out: Path, overwrite: bool) -> str|None:
     return None
 
 # %% ../nbs/09_distributed.ipynb #407a007e
-def _is_main() -> bool:
-    "True on rank 0, and in a process without a process group."
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
 def prepare_output_dir(out: str|Path,          # the folder for best.pt and last.pt; created with its parents if missing
                        overwrite: bool=False,  # allow a folder that already holds best.pt or last.pt
                       ) -> Path:
@@ -203,6 +214,14 @@ def print_in_rank_order(text: str):
         if r == dist.get_rank(): print(f"[rank {r}] {text}", flush=True)
         dist.barrier()  # the next rank waits until this one has printed
 
+# %% ../nbs/09_distributed.ipynb #dev09cd2
+def _as_device(device) -> torch.device:
+    "`device` as a torch.device (None: core.get_device()), or an error that names the accepted forms."
+    if device is None: return get_device()
+    try: return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device: pass 'cpu', 'cuda', 'cuda:0' or a torch.device") from None
+
 # %% ../nbs/09_distributed.ipynb #a76767b8
 def train_digits(epochs: int=2,                # passes over the training set
                  out: str|Path|None=None,      # folder for best.pt and last.pt (rank 0 writes); None: no checkpoints
@@ -215,7 +234,7 @@ def train_digits(epochs: int=2,                # passes over the training set
                  overwrite: bool=False,        # allow `out` to hold checkpoints of an earlier run (they are replaced)
                 ) -> list[dict]:
     "Train models.CourseCNN on the bundled digits with training.fit, in one process or as one rank of a DDP job."
-    _check_count("epochs", epochs); _check_positive("lr", lr)
+    _check_count("epochs", epochs); _check_positive("lr", lr); device = _as_device(device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     from pytorch_playground.data import digits_tensors  # here, not at the top: it imports torchvision (seconds per process)
@@ -223,14 +242,13 @@ def train_digits(epochs: int=2,                # passes over the training set
     train_dl, valid_dl = make_loaders(X_train, y_train, X_valid, y_valid, batch_size=batch_size,
                                       world_size=world_size, rank=rank, shuffle=shuffle, seed=seed)
     if out is not None: out = prepare_output_dir(out, overwrite)  # only now, when every argument has passed
-    device = device or get_device()
     seed_everything(seed)
     model = CourseCNN().to(device)
     if distributed: model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     return fit(model, train_dl, valid_dl, nn.CrossEntropyLoss(), opt, epochs, device=device,
-               metrics={"accuracy": accuracy}, checkpoint_dir=out, progress=progress and rank == 0,
-               callbacks=[RankZeroLog()])
+               metrics={"accuracy": accuracy}, checkpoint_dir=out, overwrite=overwrite,
+               progress=progress and rank == 0, callbacks=[RankZeroLog()])
 
 # %% ../nbs/09_distributed.ipynb #cli09cd0
 _PROG = "python -m pytorch_playground.distributed"
@@ -255,9 +273,15 @@ def _out_arg(s: str) -> Path:
     if Path(s).exists() and not Path(s).is_dir(): raise argparse.ArgumentTypeError(f"'{s}' is a file: pass a folder path")
     return Path(s)
 
+def _check_argv(argv):
+    "None (the real command line) or a list of strings, as sys.argv[1:] would be."
+    if argv is not None and (isinstance(argv, str) or not all(isinstance(a, str) for a in argv)):
+        raise TypeError(f"argv must be a list of strings, e.g. ['--out', 'ckpt'], got {argv!r}")
+
 # %% ../nbs/09_distributed.ipynb #b2df27db
 def parse_args(argv: list[str]|None=None) -> argparse.Namespace:
     "The entry point's command line; a usage error is one line on stderr and exit status 2."
+    _check_argv(argv)
     p = _OneLineParser(prog=_PROG, description="Train the course CNN on the bundled digits with DDP; launch with torchrun.")
     p.add_argument("--epochs", type=_arg(int), default=2, help="passes over the training set")
     p.add_argument("--out", type=_out_arg, required=True, help="folder for best.pt and last.pt (created if missing; rank 0 writes)")

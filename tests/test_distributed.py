@@ -192,3 +192,27 @@ def test_prepare_output_dir_bad_type():
 def test_train_digits_refuses_before_writing(kwargs, err, message, tmp_path):
     with pytest.raises(err, match=message): train_digits(out=tmp_path/"o", **kwargs)
     assert not (tmp_path/"o").exists()
+
+def test_dist_context_is_checked():
+    assert DistContext(rank=1, world_size=2).is_main is False
+    with pytest.raises(ValueError, match="rank must be a whole number from 0 to world_size - 1 = 1, got 2"): DistContext(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size must be at least 1"): DistContext(world_size=0)
+    with pytest.raises(ValueError, match="local_rank must be at least 0"): DistContext(local_rank=-1)
+
+def test_parse_args_wants_a_list():
+    with pytest.raises(TypeError, match="argv must be a list of strings"): parse_args("--out x")
+    with pytest.raises(TypeError, match="argv must be a list of strings"): parse_args(["--epochs", 2])
+
+def test_train_digits_bad_device(tmp_path):
+    with pytest.raises(ValueError, match="is not a device"): train_digits(out=tmp_path/"o", device="gpu0")
+    assert not (tmp_path/"o").exists()
+
+def test_overwrite_replaces_an_earlier_run_only_when_asked(tmp_path):
+    "One short training, then a second one into the same folder: refused without overwrite, replaced with it."
+    out = tmp_path/"ckpt"
+    train_digits(epochs=1, out=out, device="cpu")
+    before = (out/"last.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds"): train_digits(epochs=1, out=out, device="cpu", lr=1e-2)
+    assert (out/"last.pt").read_bytes() == before
+    train_digits(epochs=1, out=out, device="cpu", lr=1e-2, overwrite=True)
+    assert (out/"last.pt").read_bytes() != before
