@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_export.ipynb #514ddcfa
 from __future__ import annotations
-import contextlib, io, logging, os, re, statistics, time
+import contextlib, io, logging, os, re, shutil, statistics, tempfile, time
 from pathlib import Path
 from typing import Iterable, Sequence
 import numpy as np
@@ -21,6 +21,8 @@ __all__ = ['eval_mode', 'ExportError', 'export_onnx', 'onnx_files', 'ort_session
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     "Put `model` in eval mode for the block, then give every submodule back its own train/eval mode."
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"eval_mode needs a torch.nn.Module, got {type(model).__name__}: pass the network itself")
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try: yield model
@@ -40,6 +42,12 @@ def _quiet():
 class ExportError(RuntimeError):
     "The model could not be exported to ONNX; the message names the failing operation and the fix."
 
+def _first_line(e: BaseException, limit: int=300) -> str:
+    "The first line of an exception's message, shortened: enough to name the cause."
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+# %% ../nbs/07_export.ipynb #c9e2a1b7
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def _explain(e: BaseException, name: str) -> str:
@@ -64,6 +72,63 @@ def _explain(e: BaseException, name: str) -> str:
     return (f"could not export {name} to ONNX: {summary} Fix: run torch.export.export(model, (example_input,)) "
             f"to find the operation, or pass report=True to export_onnx for the exporter's full report")
 
+# %% ../nbs/07_export.ipynb #e1f0a2c3
+def _load_proto(path: Path, external_data: bool=False) -> onnx.ModelProto:
+    "Read an ONNX file; a file that is not one is named in the error."
+    try: return onnx.load(str(path), load_external_data=external_data)
+    except Exception as e:
+        raise ValueError(f"'{path}' is not a readable ONNX model ({type(e).__name__}: {_first_line(e, 120)}): "
+                         f"re-export it with export_onnx, or check that the copy is complete") from None
+
+def _onnx_target(path: str|os.PathLike) -> Path:
+    "`path` as a Path, after refusing what export_onnx cannot write or must not overwrite."
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"'{path}' does not end in .onnx: export_onnx writes ONNX models only and will not risk "
+                         f"overwriting another kind of file; use a name such as '{path.stem or 'model'}.onnx'")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder '{path.parent}' does not exist: create it first with "
+                                f"Path('{path.parent}').mkdir(parents=True, exist_ok=True), or write to an existing folder")
+    if path.is_dir(): raise IsADirectoryError(f"'{path}' is a folder: pass a file inside it, e.g. '{path/'model.onnx'}'")
+    if path.is_file() and path.stat().st_size > 0:
+        try: _load_proto(path)
+        except ValueError:
+            raise FileExistsError(f"'{path}' exists and is not an ONNX model: export_onnx will not overwrite it; "
+                                  "choose another name, or move that file away first") from None
+    return path
+
+# %% ../nbs/07_export.ipynb #e1f0a2c5
+def _check_example(model: nn.Module, example_input, name: str) -> torch.Tensor:
+    "The example on the model's device, after running the model on it once: a bad example fails here, clearly."
+    if not isinstance(example_input, torch.Tensor) or example_input.ndim == 0:
+        raise TypeError(f"example_input must be a batch tensor such as torch.randn(2, 1, 28, 28), got {type(example_input).__name__}"
+                        + (" with no dimensions" if isinstance(example_input, torch.Tensor) else ""))
+    if len(example_input) == 0: raise ValueError("example_input is a batch of 0 samples: pass at least one sample, e.g. x[:2]")
+    param = next(model.parameters(), None)
+    if param is not None:
+        if param.is_floating_point() and not example_input.is_floating_point():
+            raise TypeError(f"example_input is {example_input.dtype} but {name}'s weights are {param.dtype}: the file "
+                            f"would declare a {example_input.dtype} input; pass example_input.to({param.dtype})")
+        example_input = example_input.to(param.device)  # the example must live where the weights do
+    try:
+        with eval_mode(model), torch.no_grad(): model(example_input)
+    except Exception as e:
+        raise ExportError(f"{name} fails on the example input {list(example_input.shape)} {example_input.dtype} before "
+                          f"any export ({type(e).__name__}: {_first_line(e)}): pass one batch shaped and typed like real inputs") from e
+    return example_input
+
+# %% ../nbs/07_export.ipynb #e1f0a2c7
+def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwargs):
+    "Export into a temporary folder beside `path`, check the file there, then move it into place."
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
+    try:
+        with _quiet(): torch.onnx.export(model, (example_input,), str(tmp/path.name), dynamo=True, verbose=False, **kwargs)
+        onnx.checker.check_model(str(tmp/path.name))  # given the path, the checker also reads external data files
+        for f in tmp.iterdir():  # external data files first, so the .onnx never refers to a missing file
+            if f.name != path.name: os.replace(f, path.parent/f.name)
+        os.replace(tmp/path.name, path)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
 # %% ../nbs/07_export.ipynb #fb8306d9
 def export_onnx(model: nn.Module,              # the network to export; its train/eval modes are restored afterwards
                 example_input: torch.Tensor,   # one batch shaped like real inputs, e.g. [N, C, H, W] float32
@@ -78,35 +143,28 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
     "Export `model` to ONNX with torch.export (dynamo=True) in eval mode, check the file, and return its path."
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network itself")
-    if not isinstance(example_input, torch.Tensor) or example_input.ndim == 0:
-        raise TypeError(f"example_input must be a batch tensor such as torch.randn(2, 1, 28, 28), got {type(example_input).__name__}"
-                        + (" with no dimensions" if isinstance(example_input, torch.Tensor) else ""))
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder '{path.parent}' does not exist: create it first with "
-                                f"Path('{path.parent}').mkdir(parents=True, exist_ok=True), or write to an existing folder")
-    name = type(model).__name__
-    param = next(model.parameters(), None)
-    if param is not None: example_input = example_input.to(param.device)  # the example must live where the weights do
+    path, name = _onnx_target(path), type(model).__name__
+    example_input = _check_example(model, example_input, name)
     with eval_mode(model):
         try:
-            with _quiet():
-                torch.onnx.export(model, (example_input,), str(path), dynamo=True, verbose=False,
-                                  input_names=[input_name], output_names=[output_name], opset_version=opset_version,
-                                  dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
-                                  external_data=external_data, **kwargs)
+            _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
+                       opset_version=opset_version, dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
+                       external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
-    onnx.checker.check_model(str(path))  # given the path, the checker also reads external data files
     return path
 
 # %% ../nbs/07_export.ipynb #c73a6920
 def onnx_files(path: str|os.PathLike) -> list[Path]:
-    "The files an ONNX model needs: the .onnx itself, then any external data files it refers to."
+    "The files an ONNX model needs: the .onnx itself, then any external data files it refers to (all in its folder)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no ONNX file at '{path}': check the path, or export the model first")
-    proto = onnx.load(str(path), load_external_data=False)
+    proto, folder = _load_proto(path), path.parent.resolve()
     names = {e.value for t in onnx.external_data_helper._get_all_tensors(proto)
              if onnx.external_data_helper.uses_external_data(t) for e in t.external_data if e.key == "location"}
+    for n in sorted(names):
+        if Path(n).is_absolute() or not (path.parent/n).resolve().is_relative_to(folder):
+            raise ValueError(f"'{path}' refers to external data at '{n}', outside the model's folder '{path.parent}': "
+                             "refused, since a crafted file can point anywhere; keep a model's data files next to it")
     return [path] + [path.parent/n for n in sorted(names)]
 
 # %% ../nbs/07_export.ipynb #d797dadc
@@ -117,11 +175,20 @@ def ort_session(path: str|os.PathLike,                   # the .onnx file
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at '{path}': export the model first with export_onnx(model, example_input, '{path}')")
-    return ort.InferenceSession(str(path), providers=list(providers))
+    providers = [providers] if isinstance(providers, str) else list(providers)
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if not providers or missing:
+        raise ValueError(f"execution providers {missing or providers} are not available in this onnxruntime: "
+                         f"choose from {ort.get_available_providers()}")
+    try: return ort.InferenceSession(str(path), providers=providers)
+    except Exception as e:
+        raise ValueError(f"ONNX Runtime cannot load '{path}' ({_first_line(e, 200)}): re-export it with export_onnx, "
+                         "or check that the copy is complete") from None
 
 # %% ../nbs/07_export.ipynb #9d58d909
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     "A tensor as a NumPy array: detached from autograd, moved to the CPU."
+    if not isinstance(t, torch.Tensor): raise TypeError(f"to_numpy needs a torch.Tensor, got {type(t).__name__}")
     return t.detach().cpu().numpy()
 
 # %% ../nbs/07_export.ipynb #66fe5534
@@ -148,10 +215,35 @@ def ort_feeds(session: ort.InferenceSession,  # a session on a single-input mode
                         f"convert the batch, e.g. x.float() for a tensor or x.astype(np.{np.dtype(dtype).name}) for an array")
     return {spec.name: arr}
 
-# %% ../nbs/07_export.ipynb #08274c5e
+# %% ../nbs/07_export.ipynb #e1f0a2ca
 class ParityError(AssertionError):
     "PyTorch and ONNX Runtime disagree beyond the tolerance."
 
+def _compare_batch(model, session, xb, device, rtol: float, atol: float) -> float:
+    "The largest difference between PyTorch's and ONNX Runtime's outputs on one batch; ParityError beyond tolerance."
+    if not isinstance(xb, torch.Tensor): raise TypeError(f"each batch must be a torch.Tensor, got {type(xb).__name__}")
+    if xb.ndim == 0 or len(xb) == 0: raise ValueError(f"a batch of shape {list(xb.shape)} holds no samples to compare: pass at least one")
+    feeds = ort_feeds(session, xb)
+    expected = model(xb.to(device))
+    expected = to_numpy(expected[0] if isinstance(expected, (tuple, list)) else expected).astype(np.float64)
+    got = session.run(None, feeds)[0].astype(np.float64)
+    for who, out in (("PyTorch", expected), ("ONNX Runtime", got)):
+        if not np.isfinite(out).all():
+            raise ParityError(f"{who}'s output on a batch of {len(xb)} holds {int(np.isnan(out).sum())} NaN and "
+                              f"{int(np.isinf(out).sum())} infinite values: parity of NaN proves nothing; "
+                              "check the weights and inputs for NaN (torch.isnan(x).any())")
+    if got.shape != expected.shape:
+        raise ParityError(f"ONNX Runtime returned shape {list(got.shape)} but PyTorch {list(expected.shape)} for a "
+                          f"batch of {len(xb)}: re-export with a dynamic batch axis (export_onnx's dynamic_batch=True)")
+    diff = np.abs(got - expected)
+    bad = diff > atol + rtol * np.abs(got)
+    if bad.any():
+        raise ParityError(f"ONNX Runtime and PyTorch disagree on a batch of {len(xb)}: largest difference {diff.max():.3g} "
+                          f"({int(bad.sum())} of {bad.size} values beyond rtol={rtol}, atol={atol}): re-export the model "
+                          f"after its last change, or check that the file comes from this model")
+    return float(diff.max()) if diff.size else 0.0
+
+# %% ../nbs/07_export.ipynb #08274c5e
 def verify_onnx(model: nn.Module,                     # the PyTorch model the file was exported from
                 path: str|os.PathLike|ort.InferenceSession,  # the .onnx file, or a session on it
                 inputs: torch.Tensor|Iterable[torch.Tensor],  # one batch, or several batches (e.g. of different sizes)
@@ -159,29 +251,14 @@ def verify_onnx(model: nn.Module,                     # the PyTorch model the fi
                 atol: float=1e-5,                     # absolute tolerance
                ) -> float:
     "Run `model` and ONNX Runtime on the same batches; return the largest difference, or raise `ParityError`."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (rtol >= 0 and atol >= 0): raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
     session = path if isinstance(path, ort.InferenceSession) else ort_session(path)
     batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     if not batches: raise ValueError("no inputs to compare: pass a batch tensor or a list of batches")
     device = next(model.parameters(), torch.empty(0)).device
-    largest = 0.0
     with eval_mode(model), torch.no_grad():
-        for xb in batches:
-            feeds = ort_feeds(session, xb)
-            expected = model(xb.to(device))
-            expected = to_numpy(expected[0] if isinstance(expected, (tuple, list)) else expected)
-            got = session.run(None, feeds)[0]
-            if got.shape != expected.shape:
-                raise ParityError(f"ONNX Runtime returned shape {list(got.shape)} but PyTorch {list(expected.shape)} for a "
-                                  f"batch of {len(xb)}: re-export with a dynamic batch axis (export_onnx's dynamic_batch=True)")
-            diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-            bad = diff > atol + rtol * np.abs(got.astype(np.float64))
-            worst = float(diff.max()) if diff.size else 0.0
-            if bad.any():
-                raise ParityError(f"ONNX Runtime and PyTorch disagree on a batch of {len(xb)}: largest difference {worst:.3g} "
-                                  f"({int(bad.sum())} of {bad.size} values beyond rtol={rtol}, atol={atol}): re-export the model "
-                                  f"after its last change, or check that the file comes from this model")
-            largest = max(largest, worst)
-    return largest
+        return max(_compare_batch(model, session, xb, device, rtol, atol) for xb in batches)
 
 # %% ../nbs/07_export.ipynb #f528724f
 def _times_ms(fn, n: int) -> list[float]:
@@ -191,6 +268,13 @@ def _times_ms(fn, n: int) -> list[float]:
         t0 = time.perf_counter(); fn(); times.append(1e3 * (time.perf_counter() - t0))
     return times
 
+def _check_counts(**counts):
+    "Each count must be a whole number at least as large as its minimum: name=(value, minimum)."
+    for name, (value, least) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+
+# %% ../nbs/07_export.ipynb #e1f0a2cb
 def compare_latency(model: nn.Module,                       # the eager PyTorch model (on the CPU)
                     session: ort.InferenceSession,           # an ONNX Runtime session on its export
                     input_shape: Sequence[int],              # one sample's shape, e.g. (1, 28, 28)
@@ -200,8 +284,9 @@ def compare_latency(model: nn.Module,                       # the eager PyTorch 
                     rounds: int=5,                           # alternating blocks of calls the repeats are split into
                    ) -> list[dict]:
     "Median latency in ms of one forward pass, eager PyTorch against ONNX Runtime, measured side by side."
-    rows = []
-    gen = torch.Generator().manual_seed(0)
+    _check_counts(warmup=(warmup, 0), repeats=(repeats, 1), rounds=(rounds, 1),
+                  **{f"batch_sizes[{i}]": (n, 1) for i, n in enumerate(batch_sizes)}, **{f"input_shape[{i}]": (d, 1) for i, d in enumerate(input_shape)})
+    rows, gen = [], torch.Generator().manual_seed(0)
     with eval_mode(model), torch.inference_mode():
         for n in batch_sizes:
             x = torch.rand(n, *input_shape, generator=gen)
@@ -209,7 +294,7 @@ def compare_latency(model: nn.Module,                       # the eager PyTorch 
             run_torch, run_ort = (lambda: model(x)), (lambda: session.run(None, feeds))
             for _ in range(warmup): run_torch(); run_ort()
             t_torch, t_ort, per_round = [], [], max(1, repeats // rounds)
-            for _ in range(max(1, rounds)):  # alternate blocks, so both see the same load on the machine
+            for _ in range(rounds):  # alternate blocks, so both see the same load on the machine
                 t_torch += _times_ms(run_torch, per_round)
                 t_ort += _times_ms(run_ort, per_round)
             torch_ms, ort_ms = statistics.median(t_torch), statistics.median(t_ort)

@@ -157,3 +157,136 @@ def test_compare_latency_shape(exported):
     assert [r["batch_size"] for r in rows] == [1, 3]
     assert all(r["torch_ms"] > 0 and r["ort_ms"] > 0 and r["ort/torch"] > 0 for r in rows)
     assert model.training
+
+
+# --- issue 18: no data loss, no silent wrong result, no raw internal error ---
+
+def test_refuses_a_path_not_ending_in_onnx(tmp_path):
+    precious = tmp_path/"precious.txt"
+    precious.write_text("a week of notes")
+    with pytest.raises(ValueError, match=r"does not end in \.onnx.*precious\.onnx"):
+        export_onnx(nn.Linear(3, 2), torch.randn(2, 3), precious)
+    assert precious.read_text() == "a week of notes"
+
+
+def test_refuses_to_overwrite_a_file_that_is_not_onnx(tmp_path):
+    fake = tmp_path/"model.onnx"
+    fake.write_bytes(b"precious data, not a model")
+    with pytest.raises(FileExistsError, match="exists and is not an ONNX model: export_onnx will not overwrite it"):
+        export_onnx(nn.Linear(3, 2), torch.randn(2, 3), fake)
+    assert fake.read_bytes() == b"precious data, not a model"
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        (tmp_path/"dir.onnx").mkdir(); export_onnx(nn.Linear(3, 2), torch.randn(2, 3), tmp_path/"dir.onnx")
+
+
+def test_overwrites_an_older_export_and_leaves_no_temporary_files(tmp_path):
+    torch.manual_seed(0)
+    path = export_onnx(nn.Linear(3, 2), torch.randn(2, 3), tmp_path/"m.onnx")
+    newer = nn.Linear(3, 2)
+    assert export_onnx(newer, torch.randn(2, 3), path) == path
+    assert verify_onnx(newer, path, torch.randn(4, 3)) < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_failed_export_keeps_the_previous_file(tmp_path):
+    torch.manual_seed(0)
+    good = nn.Linear(3, 3)
+    path = export_onnx(good, torch.randn(2, 3), tmp_path/"gate.onnx")
+    before = path.read_bytes()
+    with pytest.raises(ExportError):
+        export_onnx(Gate(), torch.randn(2, 3), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gate.onnx"]
+
+
+def test_example_is_run_before_export(tmp_path):
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    cnn(torch.randn(1, 1, 8, 8))
+    with pytest.raises(TypeError, match=r"example_input is torch.int64 but Sequential's weights are torch.float32.*\.to\(torch.float32\)"):
+        export_onnx(cnn, torch.randint(0, 255, (2, 1, 8, 8)), tmp_path/"int.onnx")
+    with pytest.raises(ExportError, match=r"fails on the example input \[2, 3, 8, 8\] torch.float32 before any export"):
+        export_onnx(cnn, torch.randn(2, 3, 8, 8), tmp_path/"wrong.onnx")
+    with pytest.raises(ValueError, match="batch of 0 samples"):
+        export_onnx(cnn, torch.randn(0, 1, 8, 8), tmp_path/"empty.onnx")
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+class MakesNaN(nn.Module):
+    def __init__(self): super().__init__(); self.lin = nn.Linear(3, 2)
+    def forward(self, x): return self.lin(x) * torch.where(x[:, :1] > 5, torch.nan, 1.0)
+
+
+def test_verify_fails_on_nan_and_on_an_empty_batch(tmp_path):
+    torch.manual_seed(0)
+    model = MakesNaN()
+    path = export_onnx(model, torch.randn(2, 3), tmp_path/"nan.onnx")
+    assert verify_onnx(model, path, torch.randn(4, 3)) < 1e-5
+    x = torch.randn(4, 3); x[2, 0] = 10.0  # one sample makes NaN on both sides
+    with pytest.raises(ParityError, match=r"PyTorch's output on a batch of 4 holds 2 NaN"):
+        verify_onnx(model, path, x)
+    with pytest.raises(ValueError, match="holds no samples to compare"):
+        verify_onnx(model, path, torch.randn(0, 3))
+    with pytest.raises(ValueError, match="holds no samples"):
+        verify_onnx(model, path, [torch.randn(2, 3), torch.randn(0, 3)])
+    with pytest.raises(TypeError, match="each batch must be a torch.Tensor"):
+        verify_onnx(model, path, [np.zeros((2, 3), np.float32)])
+    with pytest.raises(ValueError, match="rtol and atol must be >= 0"):
+        verify_onnx(model, path, torch.randn(2, 3), atol=-1)
+
+
+def test_onnx_files_refuses_external_data_outside_the_folder(tmp_path):
+    from onnx import helper, TensorProto
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("float_data")
+    for k, v in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", "4")):
+        e = w.external_data.add(); e.key, e.value = k, v
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [w])
+    crafted = tmp_path/"crafted.onnx"
+    crafted.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ValueError, match=r"refers to external data at '\.\./\.\./\.\./\.\./etc/passwd', outside the model's folder"):
+        onnx_files(crafted)
+    w.external_data[0].value = "/etc/passwd"
+    crafted.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ValueError, match="outside the model's folder"):
+        onnx_files(crafted)
+
+
+def test_corrupt_onnx_names_the_file(tmp_path):
+    bad = tmp_path/"broken.onnx"
+    bad.write_bytes(b"\x08\x07this is not protobuf \xff\xff\xff")
+    with pytest.raises(ValueError, match=r"broken\.onnx' is not a readable ONNX model"):
+        onnx_files(bad)
+    with pytest.raises(ValueError, match=r"ONNX Runtime cannot load '.*broken\.onnx'"):
+        ort_session(bad)
+    with pytest.raises(ValueError, match=r"cannot load '.*broken\.onnx'"):
+        verify_onnx(nn.Linear(3, 2), bad, torch.randn(2, 3))
+
+
+def test_session_providers_are_checked(exported):
+    _, path, _ = exported
+    with pytest.raises(ValueError, match=r"\['NoSuchExecutionProvider'\] are not available.*CPUExecutionProvider"):
+        ort_session(path, providers=["NoSuchExecutionProvider"])
+    assert ort_session(path, providers="CPUExecutionProvider").get_providers() == ["CPUExecutionProvider"]
+
+
+def test_helpers_refuse_wrong_types(exported):
+    model, _, session = exported
+    with pytest.raises(TypeError, match="to_numpy needs a torch.Tensor, got list"):
+        to_numpy([1, 2])
+    with pytest.raises(TypeError, match="eval_mode needs a torch.nn.Module"):
+        with eval_mode("model"): pass
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        verify_onnx(torch.relu, session, torch.randn(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(repeats=0), "repeats must be a whole number >= 1, got 0"),
+                                     (dict(warmup=-1), "warmup must be a whole number >= 0"),
+                                     (dict(rounds=1.5), "rounds must be a whole number >= 1, got 1.5"),
+                                     (dict(batch_sizes=(1, 0)), r"batch_sizes\[1\] must be a whole number >= 1, got 0")])
+def test_compare_latency_arguments(exported, kw, msg):
+    model, _, session = exported
+    with pytest.raises(ValueError, match=msg):
+        compare_latency(model, session, (3, 16, 16), **kw)
