@@ -216,3 +216,20 @@ def test_overwrite_replaces_an_earlier_run_only_when_asked(tmp_path):
     assert (out/"last.pt").read_bytes() == before
     train_digits(epochs=1, out=out, device="cpu", lr=1e-2, overwrite=True)
     assert (out/"last.pt").read_bytes() != before
+
+@pytest.mark.filterwarnings("ignore:Unable to enable fault handler")
+def test_main_reports_a_batch_larger_than_the_data_in_one_line(tmp_path, monkeypatch, capsys):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"): monkeypatch.delenv(k, raising=False)
+    assert main(["--out", str(tmp_path/"o"), "--batch-size", "5000", "--backend", "gloo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than one batch of 5000" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path/"o").exists()
+
+@pytest.mark.filterwarnings("ignore:Unable to enable fault handler")
+def test_main_ctrl_c_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    import pytorch_playground.distributed as d
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"): monkeypatch.delenv(k, raising=False)
+    def interrupted(*a, **kw): raise KeyboardInterrupt
+    monkeypatch.setattr(d, "train_digits", interrupted)
+    assert d.main(["--out", str(tmp_path/"o"), "--backend", "gloo"]) == 130
+    assert capsys.readouterr().err.strip().endswith("error: interrupted (Ctrl-C)")
