@@ -75,12 +75,23 @@ def install(venv: Path, python: str, cfg: dict, log: Path) -> dict[str, str]:
     if off: raise SystemExit(f"pip did not install the floors: {off} (wanted {({k: fl[k] for k in off})})")
     return fl
 
-def test(venv: Path, log: Path) -> dict[str, bool]:
-    "nbdev_test on every notebook, in one process; returns notebook -> passed."
-    nbs = sorted(p.name for p in (ROOT/"nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
+def _tree() -> Path:
+    """A copy of the repository's sources in _work/compat/tree: the notebooks run there, so that their run-time
+    files (nbs/_work/) never collide with another run's in the clone (nbdev_test runs from the config's nbs/)."""
+    tree = WORK/"tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", ".venv", "_work", "_proc", "_docs", "ci-artifacts",
+                                                             "learner", "*.egg-info", ".ipynb_checkpoints", "__pycache__"))
+    return tree
+
+def test(venv: Path, log: Path, only: list[str]|None = None) -> dict[str, bool]:
+    "nbdev_test on every notebook (or those in `only`), in one process; returns notebook -> passed."
+    tree = _tree()
+    nbs = sorted(p.name for p in (tree/"nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")) and (not only or p.name in only))
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
            "PATH": f"{venv/'bin'}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
-    r = subprocess.run([venv/"bin"/"nbdev_test", "--n_workers", "1", "--do_print", "--timing"], cwd=ROOT, env=env,
+    path = ["--path", str(tree/"nbs"/nbs[0])] if only and len(nbs) == 1 else []
+    r = subprocess.run([venv/"bin"/"nbdev_test", "--n_workers", "1", "--do_print", "--timing", *path], cwd=tree, env=env,
                        capture_output=True, text=True, timeout=1500)
     log.open("a").write(f"\n$ nbdev_test --n_workers 1 --do_print --timing\n{r.stdout}\n{r.stderr}")
     failed = set(re.findall(r"^\t(\S+\.ipynb)$", r.stderr.split("Tests Failed On The Following Notebooks:")[-1], re.M)) \
@@ -93,17 +104,19 @@ def main():
     ap.add_argument("--venv", default=str(WORK/"venv"), help="where to build the floor venv (rebuilt every run)")
     ap.add_argument("--python", default=None, help="interpreter to use (default: python<min_python> on PATH)")
     ap.add_argument("--json", default=None, help="also write the per-notebook results here")
+    ap.add_argument("--reuse", action="store_true", help="keep an existing floor venv (quicker re-runs while fixing a notebook)")
+    ap.add_argument("--only", default="", help="one notebook to test, e.g. 07_export.ipynb (default: all)")
     a = ap.parse_args()
     cfg, venv, log = settings(), Path(a.venv), WORK/"compat.log"
     WORK.mkdir(parents=True, exist_ok=True); log.write_text("")
     t0 = time.perf_counter()
     python = find_python(cfg["min_python"], a.python)
-    fl = install(venv, python, cfg, log)
+    fl = floors(cfg["requirements"]) if a.reuse and (venv/"bin"/"nbdev_test").exists() else install(venv, python, cfg, log)
     py = subprocess.run([venv/"bin"/"python", "-c", "import platform; print(platform.python_version())"],
                         capture_output=True, text=True).stdout.strip()
     t1 = time.perf_counter()
     print(f"floor venv ({t1 - t0:.0f} s): Python {py}, " + ", ".join(f"{k} {v}" for k, v in fl.items()))
-    res = test(venv, log)
+    res = test(venv, log, [a.only] if a.only else None)
     t2 = time.perf_counter()
     for n, ok in res.items(): print(f"{'PASS' if ok else 'FAIL'}  {n}")
     print(f"nbdev_test on the floors: {sum(res.values())} of {len(res)} notebooks pass ({t2 - t1:.0f} s); "
