@@ -232,7 +232,10 @@ def colab_problems(path: Path) -> list[str]:
     if not badges: probs.append("no Open-in-Colab badge in the first cells")
     elif badges[0] != (COLAB + path.name).split("://", 1)[1]:
         probs.append(f"the badge points at {badges[0]}, not at this notebook")
-    installs = [c for c in nb["cells"] if c["cell_type"] == "code" and "pip install" in _src(c)]
+    # an install cell runs pip (`!pip install` / `%pip install` at the start of a line); a string that
+    # merely mentions the command (an error message telling the learner what to type) is not one
+    runs_pip = re.compile(r"^\s*[!%]pip\s+install", re.M)
+    installs = [c for c in nb["cells"] if c["cell_type"] == "code" and runs_pip.search(_src(c))]
     if not installs: probs.append("no Colab install cell")
     for c in installs:
         s = _src(c)
