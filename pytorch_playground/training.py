@@ -384,7 +384,10 @@ def _validate(state: FitState, plan: _Plan, model, keep: bool) -> tuple[list[flo
             try: loss = state.loss_fn(out, yb)
             except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, state.loss_fn) from e
             sums[0] += loss.item() * len(yb); sums[1] += len(yb)
-            if keep and isinstance(out, torch.Tensor):
+            if keep:
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(f"metrics need the model's output as one tensor, got a {type(out).__name__}: "
+                                    "return a tensor from forward in eval mode, or train without metrics")
                 outs.append(out.float() if out.is_floating_point() else out); ys.append(yb)
     return sums, outs, ys
 

@@ -641,3 +641,15 @@ def test_common_mistakes_get_errors_naming_cause_and_fix(tmp_path):
     with pytest.raises(TypeError, match=r"the class CrossEntropyLoss.*nn.CrossEntropyLoss\(\)"):
         fit(model, *loaders(), nn.CrossEntropyLoss, opt, 1, device=CPU, progress=False)
     with pytest.raises(ValueError, match="empty batch"): accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+
+
+def test_metrics_on_a_model_whose_output_is_not_a_tensor_is_a_clear_error():
+    class TupleOut(nn.Module):
+        def __init__(self): super().__init__(); self.lin = nn.Linear(4, 3)
+        def forward(self, x): return (self.lin(x), x)
+    m = TupleOut()
+    loss = lambda out, y: nn.functional.cross_entropy(out[0], y)
+    with pytest.raises(TypeError, match="metrics need the model's output as one tensor, got a tuple"):
+        fit(m, *loaders(), loss, torch.optim.SGD(m.parameters(), lr=0.1), 1, device=CPU, progress=False,
+            metrics={"accuracy": accuracy})
+    assert len(fit(m, *loaders(), loss, torch.optim.SGD(m.parameters(), lr=0.1), 1, device=CPU, progress=False)) == 1
