@@ -30,9 +30,9 @@ NBS = ROOT/"nbs"
 MIN_CAUGHT = 0.90          # share of mutants the checks must catch over the course
 HELPFUL = {"message", "error"}  # kinds of ExerciseFailed that tell a learner what is wrong
 MAX_MUTANTS = 12           # per solution block, beyond "drop the last statement" (evenly spread)
-MUTANT_BUDGET_S = 15.0     # per exercise: mutants stop once they have used this much time (slow solutions train models)
+MUTANT_BUDGET_S = 8.0      # per exercise: mutants stop once they have used this much time (slow solutions train models)
 
-from pytorch_playground.exercises import (exercise_blocks, exercise_cells, fill_solutions, _CHECK_NAME, _flags,
+from pytorch_playground.exercises import (strip_solutions, exercise_blocks, exercise_cells, fill_solutions, _CHECK_NAME, _flags,
                                           _src, _is_solution_cell, has_solutions)
 
 # --- mutants ----------------------------------------------------------------------------------
@@ -183,6 +183,12 @@ def _exercise(k: Kernel, nb: dict, si: int, ci: int, rep: dict, ref_s: float, ma
                                "counters, a trained model) leaks into the second: start the exercise cell from a clean state")
         k.run(sol)
         return
+    # the learner copy's cell (solution stubbed, wrong answers gone): its check must fail there too. Judged here,
+    # in the kernel that already holds the lesson, instead of a separate run of every learner copy
+    stub = judge(k, clear, strip_solutions(sol), chk, limit)
+    rep["stubs"].append((name, stub["status"] != "passed"))
+    if stub["status"] == "passed":
+        rep["problems"].append(f"{name}: the check passes on the learner copy's empty cell: it must read the learner's answer")
     wrongs = [b for b in blocks if b["kind"] == "wrong"]
     if not wrongs: rep["problems"].append(f"{name}: no wrong answer in the solution cell (write at least one)")
     for b in wrongs:
@@ -216,7 +222,7 @@ def check_notebook(path: Path, max_mutants: int = MAX_MUTANTS, timeout: int = 60
     "Run one notebook in one kernel, judging every exercise's wrong answers and mutants on the way."
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     by_check = {j: i for i, j in exercise_cells(nb)}
-    rep = dict(name=Path(path).name, exercises=len(by_check), wrong=[], mutants=[], problems=[], unparsable=[], skipped=[], log=[], over_budget=[])
+    rep = dict(name=Path(path).name, exercises=len(by_check), wrong=[], mutants=[], stubs=[], problems=[], unparsable=[], skipped=[], log=[], over_budget=[])
     rep["problems"] += [f"cell {i + 1}: a solution cell without a check cell of its own after it: its wrong answers "
                         "and mutants cannot be judged" for i, c in enumerate(nb["cells"])
                         if _is_solution_cell(c) and i not in by_check.values()]
@@ -238,7 +244,9 @@ def check_notebook(path: Path, max_mutants: int = MAX_MUTANTS, timeout: int = 60
 def summary(rep: dict) -> str:
     w_ok, n_m, c_m = sum(w[2] for w in rep["wrong"]), len(rep["mutants"]), sum(m[2] for m in rep["mutants"])
     pct = f" ({100 * c_m / n_m:.0f}%)" if n_m else ""
-    return (f"{rep['name']}: {rep['exercises']} exercises, {w_ok}/{len(rep['wrong'])} wrong answers caught with a message, "
+    s_ok = sum(x[1] for x in rep.get("stubs", []))
+    return (f"{rep['name']}: {rep['exercises']} exercises, {s_ok}/{len(rep.get('stubs', []))} fail on the learner copy, "
+            f"{w_ok}/{len(rep['wrong'])} wrong answers caught with a message, "
             f"{c_m}/{n_m} mutants caught{pct}, {rep['seconds']:.0f} s")
 
 def details(rep: dict) -> list[str]:

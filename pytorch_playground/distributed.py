@@ -204,7 +204,8 @@ class RankZeroLog:
     def after_epoch(self, state):
         if not state.is_main: return
         h = state.history[-1]
-        figures = "  ".join(f"{k} {v:.4f}" for k, v in h.items() if k != "epoch")
+        figures = "  ".join(f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k}: {v}"  # e.g. EarlyStopping's reason
+                            for k, v in h.items() if k != "epoch")
         print(f"epoch {h['epoch'] + 1}/{state.epochs}  {figures}", flush=True)
 
 def print_in_rank_order(text: str):

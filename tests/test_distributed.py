@@ -233,3 +233,13 @@ def test_main_ctrl_c_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(d, "train_digits", interrupted)
     assert d.main(["--out", str(tmp_path/"o"), "--backend", "gloo"]) == 130
     assert capsys.readouterr().err.strip().endswith("error: interrupted (Ctrl-C)")
+
+
+def test_rank_zero_log_prints_text_entries(capsys):
+    "EarlyStopping writes its reason (a string) into the history: the log line shows it instead of crashing."
+    from types import SimpleNamespace
+    from pytorch_playground.distributed import RankZeroLog
+    h = {"epoch": 2, "train_loss": 0.5, "valid_loss": 0.25, "stopped": "EarlyStopping: no improvement"}
+    RankZeroLog().after_epoch(SimpleNamespace(is_main=True, history=[h], epochs=10))
+    out = capsys.readouterr().out
+    assert "epoch 3/10" in out and "valid_loss 0.2500" in out and "stopped: EarlyStopping" in out
