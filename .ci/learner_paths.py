@@ -43,7 +43,8 @@ def execute_in_kernel(path: Path, cwd: Path, timeout: int = 600):
     client.execute()
     return keep, run.cells
 
-_TIMING = re.compile(r"(\d[\d.,]*\s*(s|ms|µs|us|sec|seconds|min|it/s|img/s|images/s|samples/s)\b)|time|took|elapsed|speed|ratio|×|latency|/s\b", re.I)
+# lines that change from run to run by nature: timings, and readings of how busy the machine is
+_TIMING = re.compile(r"(\d[\d.,]*\s*(s|ms|µs|us|sec|seconds|min|it/s|img/s|images/s|samples/s)\b)|time|took|elapsed|speed|ratio|×|latency|/s\b|load average", re.I)
 
 def _stdout(c) -> list[str]:
     text = ""  # the kernel may split one print into several stream chunks: join them before splitting lines
