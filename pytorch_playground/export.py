@@ -118,11 +118,22 @@ def _check_example(model: nn.Module, example_input, name: str) -> torch.Tensor:
     return example_input
 
 # %% ../nbs/07_export.ipynb #e1f0a2c7
+def _name_batch_axis(file: Path, name: str = "batch"):
+    "Give the dynamic batch axis the same name on every torch: releases before 2.6 call it `s0`."
+    m = onnx.load(str(file), load_external_data=False)
+    old = {d.dim_param for v in m.graph.input for d in v.type.tensor_type.shape.dim[:1] if d.dim_param}
+    if not old or old == {name}: return
+    for v in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in old: d.dim_param = name
+    onnx.save(m, str(file))  # external data files (if any) stay where they are: only the graph is rewritten
+
 def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwargs):
     "Export into a temporary folder beside `path`, check the file there, then move it into place."
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
     try:
         with _quiet(): torch.onnx.export(model, (example_input,), str(tmp/path.name), dynamo=True, verbose=False, **kwargs)
+        if kwargs.get("dynamic_shapes"): _name_batch_axis(tmp/path.name)
         onnx.checker.check_model(str(tmp/path.name))  # given the path, the checker also reads external data files
         for f in tmp.iterdir():  # external data files first, so the .onnx never refers to a missing file
             if f.name != path.name: os.replace(f, path.parent/f.name)
@@ -148,7 +159,7 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
     with eval_mode(model):
         try:
             _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
-                       opset_version=opset_version, dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
+                       opset_version=opset_version, dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None,
                        external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
     return path
