@@ -141,6 +141,10 @@ def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwar
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/07_export.ipynb #fb8306d9
+def _batch_dim():
+    "A named dynamic batch axis: a plain name from torch 2.6 on; 2.5 treats a name as static, so it gets a Dim."
+    return "batch" if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 6) else torch.export.Dim("batch")
+
 def export_onnx(model: nn.Module,              # the network to export; its train/eval modes are restored afterwards
                 example_input: torch.Tensor,   # one batch shaped like real inputs, e.g. [N, C, H, W] float32
                 path: str|os.PathLike,         # the .onnx file to write; its folder must exist
@@ -159,7 +163,7 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
     with eval_mode(model):
         try:
             _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
-                       opset_version=opset_version, dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None,
+                       opset_version=opset_version, dynamic_shapes=({0: _batch_dim()},) if dynamic_batch else None,
                        external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
     return path
