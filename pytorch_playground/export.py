@@ -119,7 +119,7 @@ def _check_example(model: nn.Module, example_input, name: str) -> torch.Tensor:
 
 # %% ../nbs/07_export.ipynb #e1f0a2c7
 def _name_batch_axis(file: Path, name: str = "batch"):
-    "Give the dynamic batch axis the same name on every torch: releases before 2.6 call it `s0`."
+    "Name the dynamic batch axis `batch` in the file: torch.export calls its symbols `s0`, `s31`, …"
     m = onnx.load(str(file), load_external_data=False)
     old = {d.dim_param for v in m.graph.input for d in v.type.tensor_type.shape.dim[:1] if d.dim_param}
     if not old or old == {name}: return
@@ -128,11 +128,17 @@ def _name_batch_axis(file: Path, name: str = "batch"):
             if d.dim_param in old: d.dim_param = name
     onnx.save(m, str(file))  # external data files (if any) stay where they are: only the graph is rewritten
 
+# when torch.export fails, torch before 2.9 exports what one run did instead (2.7 by TorchScript tracing, 2.8 by
+# draft_export), silently keeping one branch of an `if`: there export_onnx runs torch.export itself first
+_TRACE_FALLBACK = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 9)
+
 def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwargs):
     "Export into a temporary folder beside `path`, check the file there, then move it into place."
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
     try:
-        with _quiet(): torch.onnx.export(model, (example_input,), str(tmp/path.name), dynamo=True, verbose=False, **kwargs)
+        with _quiet():
+            if _TRACE_FALLBACK: torch.export.export(model, (example_input,), dynamic_shapes=kwargs.get("dynamic_shapes"), strict=False)
+            torch.onnx.export(model, (example_input,), str(tmp/path.name), dynamo=True, verbose=False, **kwargs)
         if kwargs.get("dynamic_shapes"): _name_batch_axis(tmp/path.name)
         onnx.checker.check_model(str(tmp/path.name))  # given the path, the checker also reads external data files
         for f in tmp.iterdir():  # external data files first, so the .onnx never refers to a missing file
@@ -141,10 +147,6 @@ def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwar
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/07_export.ipynb #fb8306d9
-def _batch_dim():
-    "A named dynamic batch axis: a plain name from torch 2.6 on; 2.5 treats a name as static, so it gets a Dim."
-    return "batch" if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 6) else torch.export.Dim("batch")
-
 def export_onnx(model: nn.Module,              # the network to export; its train/eval modes are restored afterwards
                 example_input: torch.Tensor,   # one batch shaped like real inputs, e.g. [N, C, H, W] float32
                 path: str|os.PathLike,         # the .onnx file to write; its folder must exist
@@ -160,10 +162,13 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network itself")
     path, name = _onnx_target(path), type(model).__name__
     example_input = _check_example(model, example_input, name)
+    if dynamic_batch and _TRACE_FALLBACK and len(example_input) == 1:
+        raise ValueError(f"torch {torch.__version__} fixes an axis of size 1: export from a batch of at least 2 samples, "
+                         "e.g. x[:2], or upgrade to torch 2.9 or newer")
     with eval_mode(model):
         try:
             _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
-                       opset_version=opset_version, dynamic_shapes=({0: _batch_dim()},) if dynamic_batch else None,
+                       opset_version=opset_version, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},) if dynamic_batch else None,
                        external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
     return path
