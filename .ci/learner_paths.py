@@ -150,15 +150,21 @@ def _run_all(page, saved: Path, nb_name: str, timeout: float) -> float:
             page.screenshot(path=str(ART/f"jupyterlab-{nb_name}-failed.png"))
             raise TimeoutError(f"Run All of {nb_name} did not finish in {timeout:.0f} s")
 
-# what the page shows, read from the DOM after Run All
-_PAGE = """() => {
+# what the page shows, read from the DOM after Run All. JupyterLab loads output images lazily (an image
+# outside the viewport has naturalWidth 0), so each one is made eager and decoded before it is counted.
+# A finished tqdm bar is a line with "100%|" in a stream output: stderr where fit draws it, stdout where a
+# chapter captures the bars and prints how each ended.
+_PAGE = """async () => {
   const outs = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')];
+  const imgs = outs.map(o => o.querySelector('img')).filter(i => i);
+  for (const i of imgs) { i.loading = 'eager'; try { await i.decode(); } catch (e) {} }
   const mime = m => outs.filter(o => o.getAttribute('data-mime-type') === m);
   const stderr = mime('application/vnd.jupyter.stderr').map(o => o.textContent || '');
+  const streams = stderr.concat(mime('application/vnd.jupyter.stdout').map(o => o.textContent || ''));
   return {errors: mime('application/vnd.jupyter.error').length,
-          images: outs.filter(o => o.querySelector('img') && o.querySelector('img').naturalWidth > 0).length,
-          bars: stderr.filter(t => /100%\\|/.test(t)).length,
-          warnings: stderr.filter(t => /\\w+Warning:/.test(t)).map(t => t.trim().split('\\n')[0].slice(0, 160)),
+          images: imgs.filter(i => i.naturalWidth > 0).length,
+          bars: streams.map(t => (t.match(/100%\\|/g) || []).length).reduce((a, b) => a + b, 0),
+          warnings: stderr.filter(t => /\\w+Warning:|^[WE]\\d{4} \\d\\d:/m.test(t)).map(t => t.trim().split('\\n')[0].slice(0, 160)),
           cells: document.querySelectorAll('.jp-Notebook .jp-CodeCell').length};
 }"""
 
@@ -195,7 +201,7 @@ def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 600) -> 
             seen = page.evaluate(_PAGE)
             stem = Path(nb_name).stem
             page.screenshot(path=str(ART/f"jupyterlab-{stem}.png"))
-            _shoot(page, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", ART/f"jupyterlab-{stem}-progress.png")
+            _shoot(page, ".jp-OutputArea-output:has-text('100%|')", ART/f"jupyterlab-{stem}-progress.png")
             _shoot(page, ".jp-OutputArea-output img", ART/f"jupyterlab-{stem}-plot.png")
             dialogs = page.locator(".jp-Dialog, .jp-toast-container .Toastify__toast").count()
             browser.close()
@@ -211,7 +217,10 @@ def browser_run_all(nb_name: str = "00_tensors.ipynb", timeout: float = 600) -> 
     errors = [o.get("ename", "") + ": " + o.get("evalue", "") for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     unrun = [i for i, c in enumerate(code) if c.get("execution_count") is None]
     noise = [l.strip() for l in log_path.read_text(errors="replace").splitlines() if re.search(r"without encryption|Traceback", l)]
-    return {"run_s": run_s, "errors": errors, "unrun_cells": unrun, "cells": len(code), "page": seen,
+    outs = [o for c in code for o in c.get("outputs", [])]
+    saved = {"images": sum(1 for o in outs if any(k.startswith("image/") for k in o.get("data", {}))),
+             "bars": sum(_src({"source": o.get("text", "")}).count("100%|") for o in outs if o.get("output_type") == "stream")}
+    return {"run_s": run_s, "errors": errors, "unrun_cells": unrun, "cells": len(code), "page": seen, "saved": saved,
             "popups": dialogs, "log_noise": noise}
 
 # --- docs pipeline and Colab ----------------------------------------------------------------------
