@@ -49,8 +49,8 @@ export: install
 clean-nbs: install
 	$(BIN)/nbdev_clean
 
-student: install
-	$(BIN)/pp_student_copies nbs learner
+student: install  # `make student FORCE=--force` replaces existing learner copies (and any work in them)
+	$(BIN)/pp_student_copies nbs learner $(FORCE)
 
 bench: install
 	$(BIN)/python .ci/bench.py
