@@ -10,6 +10,11 @@ from torch import nn
 # %% auto #0
 __all__ = ['CourseCNN']
 
+# %% ../nbs/04a_models.ipynb #a4f0c003
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    "A 5×5 convolution that keeps height and width (padding 2), a ReLU, and a 2×2 max-pooling that halves them."
+    return [nn.Conv2d(c_in, c_out, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
+
 # %% ../nbs/04a_models.ipynb #59ffce5e
 class CourseCNN(nn.Module):
     "The course CNN for 28×28 images: two 5×5 conv blocks (12, 20 channels) with 2×2 max-pooling, then Linear 980→200→n_classes."
@@ -18,20 +23,24 @@ class CourseCNN(nn.Module):
                  n_classes: int=10,   # number of classes, the length of each output row of logits
                 ):
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("n_classes", n_classes)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 12, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 12×28×28 → 12×14×14
-            nn.Conv2d(12, 20, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),           # 20×14×14 → 20×7×7
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(20 * 7 * 7, 200), nn.ReLU(), nn.Linear(200, n_classes))
+        _check_count("in_channels", in_channels); _check_count("n_classes", n_classes)
+        self.features = nn.Sequential(*_conv_block(in_channels, 12), *_conv_block(12, 20))  # 20×7×7 per image
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(20 * 7 * 7, 200), nn.ReLU(), nn.Linear(200, n_classes))
 
     def forward(self, x: torch.Tensor,  # a batch of images [N, in_channels, 28, 28], float
                ) -> torch.Tensor:       # logits [N, n_classes]
-        if x.ndim != 4 or tuple(x.shape[-2:]) != (28, 28):
-            raise ValueError(f"CourseCNN expects a batch of 28×28 images [N, C, 28, 28] (its classifier takes 20×7×7 = 980 "
-                             f"features), got shape {tuple(x.shape)}: resize the images to 28×28 and add the batch "
-                             "dimension for a single image (x.unsqueeze(0))")
+        _check_batch(x)
         return self.classifier(self.features(x))
+
+# %% ../nbs/04a_models.ipynb #a4f0c014
+def _check_count(name: str, v) -> None:
+    "Raise a ValueError naming `name` unless `v` is a whole number >= 1 (a bool is not a count)."
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+
+def _check_batch(x: torch.Tensor) -> None:
+    "Raise a ValueError that says what to do unless `x` is a batch of 28×28 images [N, C, 28, 28]."
+    if x.ndim != 4 or tuple(x.shape[-2:]) != (28, 28):
+        raise ValueError(f"CourseCNN expects a batch of 28×28 images [N, C, 28, 28] (its classifier takes 20×7×7 = 980 "
+                         f"features), got shape {tuple(x.shape)}: resize the images to 28×28 and add the batch "
+                         "dimension for a single image (x.unsqueeze(0))")
