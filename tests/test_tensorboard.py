@@ -222,3 +222,30 @@ def test_server_refuses_another_server_on_its_port(tmp_path):
     finally: fake.shutdown()
     with pytest.raises(ValueError, match="port must be a whole number in 1-65535"):
         with tensorboard_server(tmp_path, port=70000): pass
+
+
+# --- issue 15: the callback split into short hooks; the reading checks moved into helpers ---
+
+def test_callback_skips_the_grid_for_inputs_that_are_not_images(tmp_path):
+    "Rows of a table have no picture: no image is logged, the histograms still are, under the layer's own names."
+    from pytorch_playground.training import fit
+    torch.manual_seed(0)
+    X, y = torch.rand(32, 5), torch.randint(0, 3, (32,))
+    dl = InMemoryLoader(X, y, batch_size=16)
+    model = nn.Linear(5, 3)
+    fit(model, dl, dl, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), 2,
+        callbacks=[TensorBoardCallback(tmp_path, image_every=1, hist_every=2)], progress=False)
+    acc = EventAccumulator(str(tmp_path/"train"), size_guidance={"images": 0, "histograms": 0}).Reload()
+    assert acc.Tags()["images"] == []
+    assert sorted(acc.Tags()["histograms"]) == ["grads/bias", "grads/weight", "weights/bias", "weights/weight"]
+    assert [h.step for h in acc.Histograms("weights/weight")] == [4]  # epoch 2 of 2, after 2 batches each
+
+
+def test_read_scalars_warning_points_at_the_caller(tmp_path):
+    with SummaryWriter(tmp_path) as w:
+        for s in range(20): w.add_scalar("x", float(s), s)
+    f = next(tmp_path.glob("events*"))
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="reading its good records only") as rec:
+        read_scalars(tmp_path, strict=False)
+    assert rec[0].filename == __file__  # the line that called read_scalars, not the module's insides
