@@ -13,7 +13,7 @@ from torch import nn
 __all__ = ['weights_file', 'WeightsNotFound', 'load_pretrained', 'freeze', 'Head', 'replace_head', 'param_summary', 'unfreeze',
            'SmallConvNet']
 
-# %% ../nbs/05_transfer.ipynb #3051e5b6
+# %% ../nbs/05_transfer.ipynb #a5c89288
 def _resolve_weights(arch: str, weights):
     "The torchvision weights enum member for `arch` named by `weights` (a member, 'DEFAULT' or e.g. 'IMAGENET1K_V1')."
     from torchvision import models
@@ -31,16 +31,34 @@ def _home(p: Path) -> str:
     try: return "~/" + str(Path(p).relative_to(Path.home()))
     except ValueError: return str(p)
 
+# %% ../nbs/05_transfer.ipynb #3051e5b6
 def weights_file(weights) -> Path:
     "Where torch hub keeps the file of a torchvision weights enum member: `torch.hub.get_dir()/checkpoints/<file in its URL>`."
     if not isinstance(getattr(weights, "url", None), str):
         raise TypeError(f"weights_file needs a torchvision weights enum member such as ResNet18_Weights.DEFAULT, got {weights!r}")
     return Path(torch.hub.get_dir())/"checkpoints"/Path(urlparse(weights.url).path).name
 
-# %% ../nbs/05_transfer.ipynb #d8785340
+# %% ../nbs/05_transfer.ipynb #963ea8f0
+def _how_to_get(arch: str, w, file: Path) -> str:
+    "The WeightsNotFound message: where the file was looked for, and three ways to get it."
+    return (f"the {w} weights of {arch} are not on this machine (looked for {_home(file)}). To get them: on a machine "
+            f"with internet run `torchvision.models.get_model({arch!r}, weights={str(w)!r})` once, which saves them in "
+            f"the torch hub cache (copy {_home(weights_file(w).parent)} across if needed); or download {w.url} and pass "
+            "path=...; or call load_pretrained(..., download=True)")
+
+def _unreadable(file: Path, w, e: Exception) -> ValueError:
+    return ValueError(f"{_home(file)} cannot be read as a weight file ({type(e).__name__}): delete it and download "
+                      f"{w.url} again")
+
+def _not_these_weights(file: Path, arch: str, w, e: Exception) -> ValueError:
+    return ValueError(f"{_home(file)} does not hold {arch} weights ({str(e).splitlines()[0]}): pass the file "
+                      f"of {w}, {w.url}")
+
+# %% ../nbs/05_transfer.ipynb #026d8053
 class WeightsNotFound(FileNotFoundError):
     "Pretrained weights are not on this machine; the message says where they were looked for and how to get them."
 
+# %% ../nbs/05_transfer.ipynb #d8785340
 def load_pretrained(arch: str,            # a torchvision model name, e.g. "resnet18", "mobilenet_v3_small"
                     weights="DEFAULT",    # a weights enum member, or its name: "DEFAULT", "IMAGENET1K_V1", ...
                     path=None,            # a weight file to read instead of the torch hub cache
@@ -51,30 +69,29 @@ def load_pretrained(arch: str,            # a torchvision model name, e.g. "resn
     w = _resolve_weights(arch, weights)
     file = Path(path) if path is not None else weights_file(w)
     if not file.is_file():
-        if download and path is None: return models.get_model(arch, weights=w)
-        raise WeightsNotFound(
-            f"the {w} weights of {arch} are not on this machine (looked for {_home(file)}). To get them: on a machine "
-            f"with internet run `torchvision.models.get_model({arch!r}, weights={str(w)!r})` once, which saves them in "
-            f"the torch hub cache (copy {_home(weights_file(w).parent)} across if needed); or download {w.url} and pass "
-            "path=...; or call load_pretrained(..., download=True)")
-    try: state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{_home(file)} cannot be read as a weight file ({type(e).__name__}): delete it and download "
-                         f"{w.url} again") from None
-    model = models.get_model(arch, weights=None, num_classes=len(w.meta["categories"]))
+        if download and path is None: return models.get_model(arch, weights=w)  # torchvision downloads and caches it
+        raise WeightsNotFound(_how_to_get(arch, w, file))
+    try: state = torch.load(file, map_location="cpu", weights_only=True)  # tensors only: no pickled code runs
+    except Exception as e: raise _unreadable(file, w, e) from None
+    model = models.get_model(arch, weights=None, num_classes=len(w.meta["categories"]))  # random weights, no download
     try: model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{_home(file)} does not hold {arch} weights ({str(e).splitlines()[0]}): pass the file "
-                         f"of {w}, {w.url}") from None
+    except RuntimeError as e: raise _not_these_weights(file, arch, w, e) from None
     return model
 
-# %% ../nbs/05_transfer.ipynb #ffb3ee5e
+# %% ../nbs/05_transfer.ipynb #841077a7
 def _module(model, fn: str) -> nn.Module:
     "`model`, after checking that it is an nn.Module (the error names the function that needs one)."
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn} needs a torch.nn.Module, got {type(model).__name__}: pass the network itself")
     return model
 
+def _count(name: str, value, least: int=1) -> int:
+    "A whole number >= `least` (bools refused), or a ValueError naming the argument."
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return value
+
+# %% ../nbs/05_transfer.ipynb #ffb3ee5e
 def freeze(model: nn.Module,  # the model whose parameters stop learning
           ) -> nn.Module:
     "Stop every parameter of `model` from requiring gradients (`requires_grad=False`); return the model."
@@ -82,12 +99,6 @@ def freeze(model: nn.Module,  # the model whose parameters stop learning
     return model
 
 # %% ../nbs/05_transfer.ipynb #54369f87
-def _count(name: str, value, least: int=1) -> int:
-    "A whole number >= `least` (bools refused), or a ValueError naming the argument."
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
-    return value
-
 class Head(nn.Sequential):
     "The new classifier head: Linear(in_features, hidden) → ReLU → Dropout → Linear(hidden, n_classes)."
     def __init__(self, in_features: int,  # features coming out of the backbone
@@ -164,7 +175,7 @@ def param_summary(model: nn.Module,  # any module
     df.loc["total"] = df.sum()
     return df
 
-# %% ../nbs/05_transfer.ipynb #f0641c20
+# %% ../nbs/05_transfer.ipynb #158d5626
 def _part(model: nn.Module, name: str) -> nn.Module:
     "The submodule `name` of `model`; an empty or unknown name is an error listing the children."
     children = [n for n, _ in model.named_children()]
@@ -176,6 +187,7 @@ def _part(model: nn.Module, name: str) -> nn.Module:
         raise ValueError(f"{type(model).__name__} has no part named {name!r}: use one of its children {children}, "
                          f"or a dotted path into one such as '{children[-1] if children else 'child'}.0'") from None
 
+# %% ../nbs/05_transfer.ipynb #f0641c20
 def unfreeze(model: nn.Module,  # the model to change in place
              *names: str,        # parts to make trainable: children or dotted paths; none means everything
             ) -> nn.Module:

@@ -67,6 +67,7 @@ def test_replace_head_errors():
     with pytest.raises(TypeError, match=r"cannot find the classifier of Sequential.*Replace the head by hand"):
         replace_head(nn.Sequential(nn.Conv2d(1, 2, 3)), 3)
     with pytest.raises(ValueError, match="n_classes must be"): replace_head(models.resnet18(weights=None), 0)
+    with pytest.raises(ValueError, match="n_classes must be"): replace_head(models.resnet18(weights=None), 3.0)
     with pytest.raises(ValueError, match="hidden must be"): replace_head(models.resnet18(weights=None), 2, hidden=0)
     with pytest.raises(ValueError, match="dropout must be"): replace_head(models.resnet18(weights=None), 2, dropout=1.0)
 
@@ -79,6 +80,11 @@ def test_unfreeze():
         unfreeze(freeze(m), "layer1", "layer9")
     assert param_summary(m).loc["total", "trainable"] == 0  # nothing changed
     assert param_summary(unfreeze(m)).loc["total", "frozen"] == 0
+
+def test_unfreeze_a_dotted_path():
+    m = freeze(models.resnet18(weights=None))
+    assert param_summary(unfreeze(m, "layer4.1")).loc["layer4", "trainable"] == _n(m.layer4[1].parameters())
+    assert not any(p.requires_grad for p in m.layer4[0].parameters())
 
 def test_small_conv_net():
     net = SmallConvNet(n_classes=5)
@@ -119,6 +125,8 @@ def test_bad_names_and_files(hub_dir):
     with pytest.raises(ValueError, match="IMAGENET1K_V1"): load_pretrained("resnet18", "IMAGENET9K")
     (hub_dir/"junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot be read as a weight file"): load_pretrained("resnet18", path=hub_dir/"junk.pth")
+    torch.save(models.mobilenet_v3_small(weights=None).state_dict(), hub_dir/"other.pth")
+    with pytest.raises(ValueError, match="does not hold resnet18 weights"): load_pretrained("resnet18", path=hub_dir/"other.pth")
 
 
 # --- issue 18: clear errors instead of silent wrong results ---
