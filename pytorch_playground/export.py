@@ -29,6 +29,10 @@ def eval_mode(model: nn.Module):
     finally:
         for m, was_training in modes.items(): m.training = was_training
 
+# %% ../nbs/07_export.ipynb #e07c0003
+class ExportError(RuntimeError):
+    "The model could not be exported to ONNX; the message names the failing operation and the fix."
+
 # %% ../nbs/07_export.ipynb #a7bffba9
 @contextlib.contextmanager
 def _quiet():
@@ -38,9 +42,6 @@ def _quiet():
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()): yield
     finally: logging.disable(previous)
-
-class ExportError(RuntimeError):
-    "The model could not be exported to ONNX; the message names the failing operation and the fix."
 
 def _first_line(e: BaseException, limit: int=300) -> str:
     "The first line of an exception's message, shortened: enough to name the cause."
@@ -117,6 +118,13 @@ def _check_example(model: nn.Module, example_input, name: str) -> torch.Tensor:
                           f"any export ({type(e).__name__}: {_first_line(e)}): pass one batch shaped and typed like real inputs") from e
     return example_input
 
+def _check_export_args(model, example_input, path) -> tuple[Path, str, torch.Tensor]:
+    "export_onnx's checks before any export, in order: the model, the target path, the example input."
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network itself")
+    path, name = _onnx_target(path), type(model).__name__
+    return path, name, _check_example(model, example_input, name)
+
 # %% ../nbs/07_export.ipynb #e1f0a2c7
 def _name_batch_axis(file: Path, name: str = "batch"):
     "Name the dynamic batch axis `batch` in the file: torch.export calls its symbols `s0`, `s31`, …"
@@ -128,10 +136,20 @@ def _name_batch_axis(file: Path, name: str = "batch"):
             if d.dim_param in old: d.dim_param = name
     onnx.save(m, str(file))  # external data files (if any) stay where they are: only the graph is rewritten
 
+# %% ../nbs/07_export.ipynb #e07c0005
 # when torch.export fails, torch before 2.9 exports what one run did instead (2.7 by TorchScript tracing, 2.8 by
 # draft_export), silently keeping one branch of an `if`: there export_onnx runs torch.export itself first
 _TRACE_FALLBACK = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 9)
 
+def _dynamic_shapes(example_input: torch.Tensor, dynamic_batch: bool):
+    "torch.onnx.export's `dynamic_shapes`: axis 0 of the one input free (Dim.DYNAMIC), or None for fixed shapes."
+    if not dynamic_batch: return None
+    if _TRACE_FALLBACK and len(example_input) == 1:
+        raise ValueError(f"torch {torch.__version__} fixes an axis of size 1: export from a batch of at least 2 samples, "
+                         "e.g. x[:2], or upgrade to torch 2.9 or newer")
+    return ({0: torch.export.Dim.DYNAMIC},)
+
+# %% ../nbs/07_export.ipynb #e07c0007
 def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwargs):
     "Export into a temporary folder beside `path`, check the file there, then move it into place."
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
@@ -158,18 +176,11 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
                 **kwargs,                      # passed on to torch.onnx.export, e.g. custom_translation_table
                ) -> Path:
     "Export `model` to ONNX with torch.export (dynamo=True) in eval mode, check the file, and return its path."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network itself")
-    path, name = _onnx_target(path), type(model).__name__
-    example_input = _check_example(model, example_input, name)
-    if dynamic_batch and _TRACE_FALLBACK and len(example_input) == 1:
-        raise ValueError(f"torch {torch.__version__} fixes an axis of size 1: export from a batch of at least 2 samples, "
-                         "e.g. x[:2], or upgrade to torch 2.9 or newer")
+    path, name, example_input = _check_export_args(model, example_input, path)
+    dynamic_shapes = _dynamic_shapes(example_input, dynamic_batch)
     with eval_mode(model):
-        try:
-            _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
-                       opset_version=opset_version, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},) if dynamic_batch else None,
-                       external_data=external_data, **kwargs)
+        try: _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
+                        opset_version=opset_version, dynamic_shapes=dynamic_shapes, external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
     return path
 
@@ -178,14 +189,19 @@ def onnx_files(path: str|os.PathLike) -> list[Path]:
     "The files an ONNX model needs: the .onnx itself, then any external data files it refers to (all in its folder)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no ONNX file at '{path}': check the path, or export the model first")
-    proto, folder = _load_proto(path), path.parent.resolve()
+    return [path] + [path.parent/n for n in _external_data_names(_load_proto(path), path)]
+
+# %% ../nbs/07_export.ipynb #e07c0009
+def _external_data_names(proto: onnx.ModelProto, path: Path) -> list[str]:
+    "The external data files `proto` names, sorted; refused when one lies outside the folder of `path`."
+    folder = path.parent.resolve()
     names = {e.value for t in onnx.external_data_helper._get_all_tensors(proto)
              if onnx.external_data_helper.uses_external_data(t) for e in t.external_data if e.key == "location"}
     for n in sorted(names):
         if Path(n).is_absolute() or not (path.parent/n).resolve().is_relative_to(folder):
             raise ValueError(f"'{path}' refers to external data at '{n}', outside the model's folder '{path.parent}': "
                              "refused, since a crafted file can point anywhere; keep a model's data files next to it")
-    return [path] + [path.parent/n for n in sorted(names)]
+    return sorted(names)
 
 # %% ../nbs/07_export.ipynb #d797dadc
 def ort_session(path: str|os.PathLike,                   # the .onnx file
@@ -195,15 +211,21 @@ def ort_session(path: str|os.PathLike,                   # the .onnx file
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at '{path}': export the model first with export_onnx(model, example_input, '{path}')")
+    providers = _check_providers(providers)
+    try: return ort.InferenceSession(str(path), providers=providers)
+    except Exception as e:
+        raise ValueError(f"ONNX Runtime cannot load '{path}' ({_first_line(e, 200)}): re-export it with export_onnx, "
+                         "or check that the copy is complete") from None
+
+# %% ../nbs/07_export.ipynb #e07c0015
+def _check_providers(providers) -> list[str]:
+    "The execution providers as a list, each available in this onnxruntime; ValueError naming the choices otherwise."
     providers = [providers] if isinstance(providers, str) else list(providers)
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if not providers or missing:
         raise ValueError(f"execution providers {missing or providers} are not available in this onnxruntime: "
                          f"choose from {ort.get_available_providers()}")
-    try: return ort.InferenceSession(str(path), providers=providers)
-    except Exception as e:
-        raise ValueError(f"ONNX Runtime cannot load '{path}' ({_first_line(e, 200)}): re-export it with export_onnx, "
-                         "or check that the copy is complete") from None
+    return providers
 
 # %% ../nbs/07_export.ipynb #9d58d909
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -212,9 +234,6 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 # %% ../nbs/07_export.ipynb #66fe5534
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
-
 def ort_feeds(session: ort.InferenceSession,  # a session on a single-input model
               x: torch.Tensor|np.ndarray,     # one batch for that input
              ) -> dict[str, np.ndarray]:
@@ -223,8 +242,16 @@ def ort_feeds(session: ort.InferenceSession,  # a session on a single-input mode
     if len(inputs) != 1:
         raise ValueError(f"the session has {len(inputs)} inputs {[i.name for i in inputs]}: ort_feeds handles "
                          f"single-input models; build the dict {{name: array}} yourself")
-    spec = inputs[0]
     arr = to_numpy(x) if isinstance(x, torch.Tensor) else np.asarray(x)
+    _check_feed(inputs[0], arr)
+    return {inputs[0].name: arr}
+
+# %% ../nbs/07_export.ipynb #e07c0021
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+def _check_feed(spec, arr: np.ndarray):
+    "Refuse a batch whose shape or dtype differs from what the session input `spec` declares, naming the fix."
     want = ["N" if i == 0 and not isinstance(d, int) else d if isinstance(d, int) else str(d) for i, d in enumerate(spec.shape)]
     if arr.ndim != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, arr.shape)):
         raise ValueError(f"input '{spec.name}' expects shape {want}, got {list(arr.shape)}: reshape the batch to "
@@ -233,20 +260,19 @@ def ort_feeds(session: ort.InferenceSession,  # a session on a single-input mode
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(f"input '{spec.name}' expects {np.dtype(dtype).name} ({spec.type}), got {arr.dtype}: "
                         f"convert the batch, e.g. x.float() for a tensor or x.astype(np.{np.dtype(dtype).name}) for an array")
-    return {spec.name: arr}
 
 # %% ../nbs/07_export.ipynb #e1f0a2ca
 class ParityError(AssertionError):
     "PyTorch and ONNX Runtime disagree beyond the tolerance."
 
-def _compare_batch(model, session, xb, device, rtol: float, atol: float) -> float:
-    "The largest difference between PyTorch's and ONNX Runtime's outputs on one batch; ParityError beyond tolerance."
+# %% ../nbs/07_export.ipynb #e07c0025
+def _check_batch(xb):
+    "A batch verify_onnx can compare: a tensor holding at least one sample."
     if not isinstance(xb, torch.Tensor): raise TypeError(f"each batch must be a torch.Tensor, got {type(xb).__name__}")
     if xb.ndim == 0 or len(xb) == 0: raise ValueError(f"a batch of shape {list(xb.shape)} holds no samples to compare: pass at least one")
-    feeds = ort_feeds(session, xb)
-    expected = model(xb.to(device))
-    expected = to_numpy(expected[0] if isinstance(expected, (tuple, list)) else expected).astype(np.float64)
-    got = session.run(None, feeds)[0].astype(np.float64)
+
+def _check_outputs(expected: np.ndarray, got: np.ndarray, xb: torch.Tensor):
+    "ParityError when either output holds NaN or infinity (parity would prove nothing), or when the shapes differ."
     for who, out in (("PyTorch", expected), ("ONNX Runtime", got)):
         if not np.isfinite(out).all():
             raise ParityError(f"{who}'s output on a batch of {len(xb)} holds {int(np.isnan(out).sum())} NaN and "
@@ -255,6 +281,16 @@ def _compare_batch(model, session, xb, device, rtol: float, atol: float) -> floa
     if got.shape != expected.shape:
         raise ParityError(f"ONNX Runtime returned shape {list(got.shape)} but PyTorch {list(expected.shape)} for a "
                           f"batch of {len(xb)}: re-export with a dynamic batch axis (export_onnx's dynamic_batch=True)")
+
+# %% ../nbs/07_export.ipynb #e07c0027
+def _compare_batch(model, session, xb, device, rtol: float, atol: float) -> float:
+    "The largest difference between PyTorch's and ONNX Runtime's outputs on one batch; ParityError beyond tolerance."
+    _check_batch(xb)
+    feeds = ort_feeds(session, xb)
+    expected = model(xb.to(device))
+    expected = to_numpy(expected[0] if isinstance(expected, (tuple, list)) else expected).astype(np.float64)
+    got = session.run(None, feeds)[0].astype(np.float64)
+    _check_outputs(expected, got, xb)
     diff = np.abs(got - expected)
     bad = diff > atol + rtol * np.abs(got)
     if bad.any():
@@ -271,14 +307,19 @@ def verify_onnx(model: nn.Module,                     # the PyTorch model the fi
                 atol: float=1e-5,                     # absolute tolerance
                ) -> float:
     "Run `model` and ONNX Runtime on the same batches; return the largest difference, or raise `ParityError`."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not (rtol >= 0 and atol >= 0): raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    _check_verify_args(model, rtol, atol)
     session = path if isinstance(path, ort.InferenceSession) else ort_session(path)
     batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     if not batches: raise ValueError("no inputs to compare: pass a batch tensor or a list of batches")
     device = next(model.parameters(), torch.empty(0)).device
     with eval_mode(model), torch.no_grad():
         return max(_compare_batch(model, session, xb, device, rtol, atol) for xb in batches)
+
+# %% ../nbs/07_export.ipynb #e07c0038
+def _check_verify_args(model, rtol, atol):
+    "verify_onnx's arguments: a module, and tolerances that are not negative."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (rtol >= 0 and atol >= 0): raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
 
 # %% ../nbs/07_export.ipynb #f528724f
 def _times_ms(fn, n: int) -> list[float]:
@@ -288,6 +329,16 @@ def _times_ms(fn, n: int) -> list[float]:
         t0 = time.perf_counter(); fn(); times.append(1e3 * (time.perf_counter() - t0))
     return times
 
+def _side_by_side(run_torch, run_ort, warmup: int, repeats: int, rounds: int) -> tuple[float, float]:
+    "Median ms of `run_torch` and of `run_ort`: `warmup` untimed calls of each, then alternating timed blocks."
+    for _ in range(warmup): run_torch(); run_ort()
+    t_torch, t_ort, per_round = [], [], max(1, repeats // rounds)
+    for _ in range(rounds):  # alternate blocks, so both see the same load on the machine
+        t_torch += _times_ms(run_torch, per_round)
+        t_ort += _times_ms(run_ort, per_round)
+    return statistics.median(t_torch), statistics.median(t_ort)
+
+# %% ../nbs/07_export.ipynb #e07c0032
 def _check_counts(**counts):
     "Each count must be a whole number at least as large as its minimum: name=(value, minimum)."
     for name, (value, least) in counts.items():
@@ -311,12 +362,6 @@ def compare_latency(model: nn.Module,                       # the eager PyTorch 
         for n in batch_sizes:
             x = torch.rand(n, *input_shape, generator=gen)
             feeds = ort_feeds(session, x)
-            run_torch, run_ort = (lambda: model(x)), (lambda: session.run(None, feeds))
-            for _ in range(warmup): run_torch(); run_ort()
-            t_torch, t_ort, per_round = [], [], max(1, repeats // rounds)
-            for _ in range(rounds):  # alternate blocks, so both see the same load on the machine
-                t_torch += _times_ms(run_torch, per_round)
-                t_ort += _times_ms(run_ort, per_round)
-            torch_ms, ort_ms = statistics.median(t_torch), statistics.median(t_ort)
+            torch_ms, ort_ms = _side_by_side(lambda: model(x), lambda: session.run(None, feeds), warmup, repeats, rounds)
             rows.append({"batch_size": n, "torch_ms": torch_ms, "ort_ms": ort_ms, "ort/torch": ort_ms / torch_ms})
     return rows

@@ -290,3 +290,14 @@ def test_compare_latency_arguments(exported, kw, msg):
     model, _, session = exported
     with pytest.raises(ValueError, match=msg):
         compare_latency(model, session, (3, 16, 16), **kw)
+
+
+def test_dynamic_shapes_argument():
+    "Axis 0 free with Dim.DYNAMIC, or no dynamic shapes at all; torch before 2.9 refuses an example batch of one."
+    from pytorch_playground.export import _TRACE_FALLBACK, _dynamic_shapes
+    assert _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=False) is None
+    assert _dynamic_shapes(torch.zeros(2, 3), dynamic_batch=True) == ({0: torch.export.Dim.DYNAMIC},)
+    if _TRACE_FALLBACK:
+        with pytest.raises(ValueError, match="at least 2 samples"): _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=True)
+    else:
+        assert _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=True) == ({0: torch.export.Dim.DYNAMIC},)
