@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--python", default=None, help="interpreter to use (default: python<min_python> on PATH)")
     ap.add_argument("--json", default=None, help="also write the per-notebook results here")
     ap.add_argument("--reuse", action="store_true", help="keep an existing floor venv (quicker re-runs while fixing a notebook)")
-    ap.add_argument("--only", default="", help="one notebook to test, e.g. 07_export.ipynb (default: all)")
+    ap.add_argument("--only", default="", help="notebooks to test, comma-separated, e.g. 07_export.ipynb,05_transfer.ipynb (default: all)")
     a = ap.parse_args()
     cfg, venv, log = settings(), Path(a.venv), WORK/"compat.log"
     WORK.mkdir(parents=True, exist_ok=True); log.write_text("")
@@ -116,7 +116,7 @@ def main():
                         capture_output=True, text=True).stdout.strip()
     t1 = time.perf_counter()
     print(f"floor venv ({t1 - t0:.0f} s): Python {py}, " + ", ".join(f"{k} {v}" for k, v in fl.items()))
-    res = test(venv, log, [a.only] if a.only else None)
+    res = test(venv, log, a.only.split(",") if a.only else None)
     t2 = time.perf_counter()
     for n, ok in res.items(): print(f"{'PASS' if ok else 'FAIL'}  {n}")
     print(f"nbdev_test on the floors: {sum(res.values())} of {len(res)} notebooks pass ({t2 - t1:.0f} s); "
