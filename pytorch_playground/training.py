@@ -34,9 +34,10 @@ def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilit
 # %% ../nbs/04_training.ipynb #59d8c7fb
 _HOOKS = ("before_fit", "before_epoch", "after_batch", "before_step", "after_epoch", "after_fit")
 
+# %% ../nbs/04_training.ipynb #f5a7e002
 @dataclass(eq=False)
-class FitState:
-    "What `fit` shows its callbacks: the objects being trained and where the loop stands."
+class _FitObjects:
+    "The objects `fit` trains with: the first part of `FitState`."
     model: nn.Module                      # the model as passed to `fit` (possibly a DDP wrapper)
     opt: torch.optim.Optimizer
     scheduler: Any = None
@@ -44,6 +45,11 @@ class FitState:
     train_dl: Iterable = None
     valid_dl: Iterable = None
     device: torch.device = None
+
+# %% ../nbs/04_training.ipynb #f5a7e004
+@dataclass(eq=False)
+class FitState(_FitObjects):
+    "What `fit` shows its callbacks: the objects being trained and where the loop stands."
     epochs: int = 0                       # total number of epochs asked for
     epoch: int = 0                        # the current epoch, 0-based
     batch_idx: int = 0                    # the current batch within the epoch, 0-based
@@ -159,6 +165,7 @@ def _check_model_state(sd: dict, net: nn.Module, path: Path):
         raise ValueError(f"{path} does not fit this model ({what} ...): resume with the same architecture "
                          "that wrote it, or use a new checkpoint_dir")
 
+# %% ../nbs/04_training.ipynb #f5a7e007
 def _check_opt_state(osd: dict, cls: str|None, opt, path: Path):
     "Raise if the optimiser state `osd` (written by a `cls` optimiser) does not fit `opt`."
     groups, own = osd.get("param_groups", []), opt.param_groups
@@ -222,6 +229,7 @@ def _loss_error(e: Exception, out, yb, loss_fn) -> Exception:
            if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) else "make the targets the shape and dtype the loss expects")
     return ValueError(f"the target shape does not fit the loss: {type(loss_fn).__name__} failed on {shapes}: {msg}. Fix: {fix}")
 
+# %% ../nbs/04_training.ipynb #f5a7e010
 def _device_error(e: Exception, xb, yb=None) -> Exception:
     msg = str(e).splitlines()[0]
     where = f"batch on {getattr(xb, 'device', '?')}"
@@ -238,6 +246,7 @@ def _to(obj, device, non_blocking: bool):
     raise TypeError(f"inputs and targets must be tensors (or a tuple/dict of tensors as inputs), found a "
                     f"{type(obj).__name__}: stack them into tensors in the dataset or a collate_fn")
 
+# %% ../nbs/04_training.ipynb #f5a7e012
 def _batch(batch, device, non_blocking):
     "Split a batch into (inputs, targets) and move both to `device`."
     if isinstance(batch, dict):
@@ -299,6 +308,7 @@ class _Plan:
     def autocast(self, device):
         return torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
 
+# %% ../nbs/04_training.ipynb #f5a7e015
 def _optimizer_step(state: FitState, plan: _Plan):
     "Unscale (fp16), clip, call the before_step callbacks, then step the optimiser."
     opt, scaler = state.opt, plan.scaler
@@ -373,6 +383,7 @@ def _all_sum(values: list[float], device) -> list[float]:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 
+# %% ../nbs/04_training.ipynb #f5a7e018
 def _validate(state: FitState, plan: _Plan, model, keep: bool) -> tuple[list[float], list, list]:
     "[loss × n, n] summed over the validation set, and (when `keep`) every output and target."
     sums, outs, ys, non_blocking = [0.0, 0], [], [], state.device.type == "cuda"
@@ -424,6 +435,10 @@ def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks
         what = f"the class {loss_fn.__name__}" if isinstance(loss_fn, type) else f"a {type(loss_fn).__name__}"
         raise TypeError(f"loss_fn is {what}, not a loss function: pass an instance such as nn.CrossEntropyLoss() "
                         "(with the parentheses) or a function like F.cross_entropy")
+    _check_names(metrics, callbacks, monitor, mode)
+
+# %% ../nbs/04_training.ipynb #f5a7e021
+def _check_names(metrics, callbacks, monitor, mode):
     clash = {"epoch", "train_loss", "valid_loss"} & set(metrics)
     if clash: raise ValueError(f"metric names {sorted(clash)} clash with fit's own keys: rename them")
     for cb in callbacks:
@@ -501,6 +516,7 @@ def _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, c
                  scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, max_grad_norm=max_grad_norm)
     return state, plan, net
 
+# %% ../nbs/04_training.ipynb #f5a7e024
 _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
 
 # %% ../nbs/04_training.ipynb #0c6e2a48
@@ -530,13 +546,17 @@ def _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monit
         ck = _read_last(path)
         _check_last(ck, path, net, state.opt, state.scheduler, state.train_dl, monitor, mode)
     _on_main(lambda: _prepare_dir(ckpt, resume, overwrite))
-    if resume:
-        _restore(ck, path, net, state.opt, state.scheduler, plan.scaler, state.train_dl, state.device)
-        state.step, state.history, state.best = ck["step"], list(ck["history"]), ck["best"]
-        state.start = ck["epoch"]
-        if state.is_main and state.start >= state.epochs:
-            print(f"last.pt already holds {state.start} epochs (epochs={state.epochs}): nothing to train")
+    if resume: _resume(state, plan, net, ck, path)
     return ckpt
+
+# %% ../nbs/04_training.ipynb #f5a7e027
+def _resume(state: FitState, plan: _Plan, net, ck: dict, path: Path):
+    "Restore a checked last.pt, and continue after the epochs it holds."
+    _restore(ck, path, net, state.opt, state.scheduler, plan.scaler, state.train_dl, state.device)
+    state.step, state.history, state.best = ck["step"], list(ck["history"]), ck["best"]
+    state.start = ck["epoch"]
+    if state.is_main and state.start >= state.epochs:
+        print(f"last.pt already holds {state.start} epochs (epochs={state.epochs}): nothing to train")
 
 # %% ../nbs/04_training.ipynb #9f4a1c37
 def _end_epoch(state: FitState, net, metrics, sums, outs, ys, ckpt, monitor, mode, scaler) -> dict:
@@ -559,6 +579,7 @@ def _end_epoch(state: FitState, net, metrics, sums, outs, ys, ckpt, monitor, mod
         if _is_distributed(): dist.barrier()  # no rank reads a checkpoint before rank 0 has finished writing it
     return rec
 
+# %% ../nbs/04_training.ipynb #f5a7e029
 def _last_state(state: FitState, net, scaler, monitor, mode) -> dict:
     opt, sch = state.opt, state.scheduler
     return {"format": _CKPT_FORMAT, "epoch": state.epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),

@@ -653,3 +653,16 @@ def test_metrics_on_a_model_whose_output_is_not_a_tensor_is_a_clear_error():
         fit(m, *loaders(), loss, torch.optim.SGD(m.parameters(), lr=0.1), 1, device=CPU, progress=False,
             metrics={"accuracy": accuracy})
     assert len(fit(m, *loaders(), loss, torch.optim.SGD(m.parameters(), lr=0.1), 1, device=CPU, progress=False)) == 1
+
+
+def test_fit_state_keeps_its_fields_and_constructor():
+    "FitState is built from two dataclasses in the chapter; callbacks and outside code see one class with these fields."
+    import dataclasses
+    names = [f.name for f in dataclasses.fields(FitState)]
+    assert names == ["model", "opt", "scheduler", "loss_fn", "train_dl", "valid_dl", "device", "epochs", "epoch",
+                     "batch_idx", "step", "loss", "grad_norm", "xb", "yb", "history", "is_main", "stop_training"]
+    model, opt = make()
+    s = FitState(model, opt, epochs=3)
+    assert s.history == [] and s.stop_training is False and s.is_main and math.isnan(s.loss)
+    assert repr(s).startswith("FitState(epoch=0/3, batch_idx=0, step=0, loss=nan")
+    assert FitState(model, opt) != FitState(model, opt)  # eq=False: states compare by identity
