@@ -342,31 +342,38 @@ def _batch_loss(state: FitState, plan: _Plan, xb, yb, i: int):
                                  "learning rate, check the data for nan/inf, or clip the gradients (max_grad_norm)")
     return loss, l
 
+# %% ../nbs/04_training.ipynb #f5a7e041
+def _backward(state: FitState, plan: _Plan, model, xb, yb, i: int, gs: int, sync: bool) -> float:
+    "Forward, loss and backward of batch `i`, its loss divided by its group's size `gs`; return the loss."
+    skip_sync = not sync and plan.k > 1 and isinstance(model, nn.parallel.DistributedDataParallel)
+    with (model.no_sync() if skip_sync else contextlib.nullcontext()):   # DDP: average gradients once per group
+        loss, l = _batch_loss(state, plan, xb, yb, i)
+        loss = loss if gs == 1 else loss / gs
+        (plan.scaler.scale(loss) if plan.scaler is not None else loss).backward()
+    state.loss, state.xb, state.yb = l, xb, yb
+    return l
+
+def _after_batch(state: FitState, plan: _Plan, bar, running_loss: float):
+    "The after_batch callbacks, then the progress bar with the running mean of the loss."
+    for h in plan.hooks["after_batch"]: h(state)
+    if bar is not None: bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False); bar.update()
+
 # %% ../nbs/04_training.ipynb #7e2f5b19
 def _train_epoch(state: FitState, model, plan: _Plan, bar) -> tuple[float, int]:
     "Train for one epoch; return (sum of batch loss × batch size, number of samples)."
-    opt, k, after_batch = state.opt, plan.k, plan.hooks["after_batch"]
-    n_batches = len(state.train_dl) if hasattr(state.train_dl, "__len__") else None
-    no_sync = model.no_sync if k > 1 and isinstance(model, nn.parallel.DistributedDataParallel) else None
-    non_blocking = state.device.type == "cuda"
+    k, n_batches = plan.k, len(state.train_dl) if hasattr(state.train_dl, "__len__") else None
     total, count, i, last = 0.0, 0, -1, True
     model.train()
     for i, batch in enumerate(state.train_dl):
-        xb, yb = _batch(batch, state.device, non_blocking)
+        xb, yb = _batch(batch, state.device, state.device.type == "cuda")
         if i % k == 0:                                   # a new accumulation group starts
-            opt.zero_grad()
+            state.opt.zero_grad()
             gs = k if n_batches is None else min(k, n_batches - i)
-        last = i % k == k - 1 or i + 1 == n_batches
-        state.batch_idx = i
-        with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
-            loss, l = _batch_loss(state, plan, xb, yb, i)
-            loss = loss if gs == 1 else loss / gs
-            (plan.scaler.scale(loss) if plan.scaler is not None else loss).backward()
-        state.loss, state.xb, state.yb = l, xb, yb
+        last, state.batch_idx = i % k == k - 1 or i + 1 == n_batches, i
+        l = _backward(state, plan, model, xb, yb, i, gs, sync=last)
         if last: _optimizer_step(state, plan)
-        n = len(yb); total += l * n; count += n
-        for h in after_batch: h(state)
-        if bar is not None: bar.set_postfix(loss=f"{total / count:.4f}", refresh=False); bar.update()
+        total += l * len(yb); count += len(yb)
+        _after_batch(state, plan, bar, total / count)
     if count == 0:
         raise ValueError("train_dl yielded no batches: it is empty (check the data set, batch_size and drop_last)")
     if not last: _optimizer_step(state, plan)             # a loader without len(): finish the last group
@@ -603,33 +610,34 @@ def _interrupted(state: FitState, ckpt):
               f"{'returning' if _interactive() else 'stopping with'} the history of {len(state.history)} completed epochs{kept}")
     return _interactive()
 
+# %% ../nbs/04_training.ipynb #f5a7e042
+def _epoch(state: FitState, plan: _Plan, net, metrics, ckpt, monitor, mode, bar):
+    "Train, validate, record the epoch and write its checkpoints; the progress bar is closed however it ends."
+    try:
+        t_sum, t_n = _train_epoch(state, state.model, plan, bar)
+        v_sums, outs, ys = _validate(state, plan, state.model, keep=bool(metrics))
+        rec = _end_epoch(state, net, metrics, [t_sum, t_n, *v_sums], outs, ys, ckpt, monitor, mode, plan.scaler)
+        if bar is not None: bar.set_postfix(train_loss=f"{rec['train_loss']:.4f}", valid_loss=f"{rec['valid_loss']:.4f}")
+    finally:
+        if bar is not None: bar.close()
+
 # %% ../nbs/04_training.ipynb #6d2f8b95
 def _run(state: FitState, plan: _Plan, net, metrics, ckpt, monitor, mode, progress) -> list[dict]:
-    "The loop over epochs, with callbacks, progress bars and Ctrl-C handling."
-    model, hooks, bar = state.model, plan.hooks, None
+    "The loop over epochs, with callbacks and Ctrl-C handling."
+    hooks, tqdm = plan.hooks, _tqdm() if progress and state.is_main else None
     set_epoch = getattr(getattr(state.train_dl, "sampler", None), "set_epoch", None)
-    tqdm = _tqdm() if progress and state.is_main else None
     for h in hooks["before_fit"]: h(state)
     try:
         for epoch in range(state.start, state.epochs):
             state.epoch = epoch
             for h in hooks["before_epoch"]: h(state)
-            if set_epoch is not None: set_epoch(epoch)
-            bar = _bar(tqdm, state)
-            t_sum, t_n = _train_epoch(state, model, plan, bar)
-            v_sums, outs, ys = _validate(state, plan, model, keep=bool(metrics))
-            rec = _end_epoch(state, net, metrics, [t_sum, t_n, *v_sums], outs, ys, ckpt, monitor, mode, plan.scaler)
-            if bar is not None:
-                bar.set_postfix(train_loss=f"{rec['train_loss']:.4f}", valid_loss=f"{rec['valid_loss']:.4f}")
-                bar.close(); bar = None
+            if set_epoch is not None: set_epoch(epoch)   # a DistributedSampler reshuffles this way
+            _epoch(state, plan, net, metrics, ckpt, monitor, mode, _bar(tqdm, state))
             for h in hooks["after_epoch"]: h(state)
             if state.stop_training: break
     except KeyboardInterrupt:
-        if bar is not None: bar.close()
-        if not _interrupted(state, ckpt):
-            _after_fit(hooks, state); raise
+        if not _interrupted(state, ckpt): _after_fit(hooks, state); raise
     except BaseException:
-        if bar is not None: bar.close()
         _after_fit(hooks, state); raise   # let callbacks close their files before the error propagates
     for h in hooks["after_fit"]: h(state)
     return state.history
