@@ -666,3 +666,20 @@ def test_fit_state_keeps_its_fields_and_constructor():
     assert s.history == [] and s.stop_training is False and s.is_main and math.isnan(s.loss)
     assert repr(s).startswith("FitState(epoch=0/3, batch_idx=0, step=0, loss=nan")
     assert FitState(model, opt) != FitState(model, opt)  # eq=False: states compare by identity
+
+
+def test_ddp_skips_the_gradient_sync_inside_an_accumulation_group(tmp_path, monkeypatch):
+    "With grad_accum_steps=k, DDP averages gradients once per group: no_sync() around every batch but a group's last."
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    entered, real = [], DDP.no_sync
+    def counting(self):
+        entered.append(1); return real(self)
+    monkeypatch.setattr(DDP, "no_sync", counting)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        model, opt = make()
+        run(DDP(model), opt, 1, grad_accum_steps=2)  # 40 samples in batches of 8: groups (0, 1), (2, 3), (4)
+    finally:
+        dist.destroy_process_group()
+    assert len(entered) == 2  # batches 0 and 2; batches 1, 3 and 4 end their groups and sync
