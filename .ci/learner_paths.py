@@ -125,6 +125,7 @@ def _start_lab(work: Path, log) -> tuple[subprocess.Popen, str]:
         f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(value))
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work/".jupyter"), "JUPYTER_RUNTIME_DIR": str(work/"runtime")}
+    env.pop("MPLBACKEND", None)  # .ci/run exports Agg, which would keep every plot off the page: a learner's Lab has the inline backend
     lab = subprocess.Popen([str(Path(sys.executable).parent/"jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
                             f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work/'nbs'}",
                             "--ServerApp.open_browser=False", "--LabApp.news_url=",
@@ -151,18 +152,21 @@ def _run_all(page, saved: Path, nb_name: str, timeout: float) -> float:
             raise TimeoutError(f"Run All of {nb_name} did not finish in {timeout:.0f} s")
 
 # what the page shows, read from the DOM after Run All. JupyterLab loads output images lazily (an image
-# outside the viewport has naturalWidth 0), so each one is made eager and decoded before it is counted.
+# outside the viewport has naturalWidth 0), so a detached copy of each <img> is decoded: an image counts
+# when the output area holds one whose data decodes to a picture.
 # A finished tqdm bar is a line with "100%|" in a stream output: stderr where fit draws it, stdout where a
 # chapter captures the bars and prints how each ended.
 _PAGE = """async () => {
   const outs = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')];
   const imgs = outs.map(o => o.querySelector('img')).filter(i => i);
-  for (const i of imgs) { i.loading = 'eager'; try { await i.decode(); } catch (e) {} }
+  const sizes = await Promise.all(imgs.map(async i => {  // a detached copy of each loads at once
+    const copy = new Image(); copy.src = i.src;
+    try { await copy.decode(); return copy.naturalWidth; } catch (e) { return 0; } }));
   const mime = m => outs.filter(o => o.getAttribute('data-mime-type') === m);
   const stderr = mime('application/vnd.jupyter.stderr').map(o => o.textContent || '');
   const streams = stderr.concat(mime('application/vnd.jupyter.stdout').map(o => o.textContent || ''));
   return {errors: mime('application/vnd.jupyter.error').length,
-          images: imgs.filter(i => i.naturalWidth > 0).length,
+          images: sizes.filter(w => w > 0).length,
           bars: streams.map(t => (t.match(/100%\\|/g) || []).length).reduce((a, b) => a + b, 0),
           warnings: stderr.filter(t => /\\w+Warning:|^[WE]\\d{4} \\d\\d:/m.test(t)).map(t => t.trim().split('\\n')[0].slice(0, 160)),
           cells: document.querySelectorAll('.jp-Notebook .jp-CodeCell').length};
