@@ -223,6 +223,24 @@ def _as_device(device) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"device {device!r} is not a device: pass 'cpu', 'cuda', 'cuda:0' or a torch.device") from None
 
+# %% ../nbs/09_distributed.ipynb #ent09cd1
+def _rank_loaders(batch_size: int, shuffle: bool, seed: int) -> tuple[DataLoader, DataLoader]:
+    "This process's share of the bundled digits: make_loaders with the rank and world size of the running group."
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    from pytorch_playground.data import digits_tensors  # here, not at the top: it imports torchvision (seconds per process)
+    X_train, y_train, X_valid, y_valid = digits_tensors()
+    return make_loaders(X_train, y_train, X_valid, y_valid, batch_size=batch_size,
+                        world_size=world_size, rank=rank, shuffle=shuffle, seed=seed)
+
+def _course_model(seed: int, device: torch.device) -> nn.Module:
+    "The course CNN, seeded, on `device`; wrapped in DDP when a process group exists."
+    seed_everything(seed)
+    model = CourseCNN().to(device)
+    if not (dist.is_available() and dist.is_initialized()): return model
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 # %% ../nbs/09_distributed.ipynb #a76767b8
 def train_digits(epochs: int=2,                # passes over the training set
                  out: str|Path|None=None,      # folder for best.pt and last.pt (rank 0 writes); None: no checkpoints
@@ -236,20 +254,14 @@ def train_digits(epochs: int=2,                # passes over the training set
                 ) -> list[dict]:
     "Train models.CourseCNN on the bundled digits with training.fit, in one process or as one rank of a DDP job."
     _check_count("epochs", epochs); _check_positive("lr", lr); device = _as_device(device)
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    from pytorch_playground.data import digits_tensors  # here, not at the top: it imports torchvision (seconds per process)
-    X_train, y_train, X_valid, y_valid = digits_tensors()
-    train_dl, valid_dl = make_loaders(X_train, y_train, X_valid, y_valid, batch_size=batch_size,
-                                      world_size=world_size, rank=rank, shuffle=shuffle, seed=seed)
+    train_dl, valid_dl = _rank_loaders(batch_size, shuffle, seed)
     if out is not None: out = prepare_output_dir(out, overwrite)  # only now, when every argument has passed
-    seed_everything(seed)
-    model = CourseCNN().to(device)
-    if distributed: model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = _course_model(seed, device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     return fit(model, train_dl, valid_dl, nn.CrossEntropyLoss(), opt, epochs, device=device,
                metrics={"accuracy": accuracy}, checkpoint_dir=out, overwrite=overwrite,
-               progress=progress and rank == 0, callbacks=[RankZeroLog()])
+               progress=progress and _is_main(), callbacks=[RankZeroLog()])
+
 
 # %% ../nbs/09_distributed.ipynb #cli09cd0
 _PROG = "python -m pytorch_playground.distributed"
