@@ -91,6 +91,11 @@ def _count(name: str, value, least: int=1) -> int:
         raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
     return value
 
+def _check_head(n_classes, hidden, dropout) -> None:
+    "Refuse a head that cannot be built (Head and replace_head share it); the error names the argument."
+    _count("n_classes", n_classes); _count("hidden", hidden)
+    if not 0 <= dropout < 1: raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+
 # %% ../nbs/05_transfer.ipynb #ffb3ee5e
 def freeze(model: nn.Module,  # the model whose parameters stop learning
           ) -> nn.Module:
@@ -105,8 +110,7 @@ class Head(nn.Sequential):
                  n_classes: int,          # classes of the new task
                  hidden: int=512,         # width of the hidden layer
                  dropout: float=0.2):     # dropout probability before the last layer
-        in_features, n_classes, hidden = _count("in_features", in_features), _count("n_classes", n_classes), _count("hidden", hidden)
-        if not 0 <= dropout < 1: raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        _count("in_features", in_features); _check_head(n_classes, hidden, dropout)
         super().__init__(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
 # %% ../nbs/05_transfer.ipynb #a5c0d1e1
@@ -152,9 +156,7 @@ def replace_head(model: nn.Module,    # a torchvision-style classifier whose hea
                  aux: str="remove",   # auxiliary heads (GoogLeNet, Inception v3): "remove" them, or "replace" their last Linear
                 ) -> nn.Module:
     "Replace the last Linear layer of `model`'s head with a trainable `Head(in_features, n_classes)`; return the model."
-    _module(model, "replace_head")
-    _count("n_classes", n_classes); _count("hidden", hidden)
-    if not 0 <= dropout < 1: raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    _module(model, "replace_head"); _check_head(n_classes, hidden, dropout)
     parent, name, in_features = _head_slot(model)
     _fix_aux_heads(model, n_classes, aux)
     old = next(getattr(parent, name).parameters())
