@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pytorch_playground import training
+from pytorch_playground import fitting, training
 from pytorch_playground.training import FitState, accuracy, fit
 
 CPU = torch.device("cpu")
@@ -139,10 +139,10 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     def broken_save(obj, f, *a, **kw):
         f.write(b"half a checkpoint")
         raise OSError("disk full")
-    monkeypatch.setattr(training.torch, "save", broken_save)
+    monkeypatch.setattr(fitting.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         run(model, opt, 2, checkpoint_dir=tmp_path, resume=True)
-    monkeypatch.setattr(training.torch, "save", real_save)
+    monkeypatch.setattr(fitting.torch, "save", real_save)
     assert (tmp_path / "last.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
 
@@ -173,7 +173,7 @@ class CtrlC:
 
 
 def test_keyboard_interrupt_returns_the_history_in_ipython_and_keeps_last_pt(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(training, "_interactive", lambda: True)
+    monkeypatch.setattr(fitting, "_interactive", lambda: True)
     calls = []
     class AfterFit:
         def after_fit(self, state): calls.append(len(state.history))
@@ -186,7 +186,7 @@ def test_keyboard_interrupt_returns_the_history_in_ipython_and_keeps_last_pt(tmp
 
 
 def test_keyboard_interrupt_reraises_in_a_script_after_saving_last_pt(tmp_path, capsys):
-    assert not training._interactive()  # pytest is not IPython
+    assert not fitting._interactive()  # pytest is not IPython
     calls = []
     class AfterFit:
         def after_fit(self, state): calls.append(len(state.history))
@@ -514,7 +514,7 @@ def test_compile_true_trains_the_compiled_model(monkeypatch):
             def __init__(self): super().__init__(); self.inner = m; self.calls = 0
             def forward(self, x): self.calls += 1; return self.inner(x)
         return Wrapped()
-    monkeypatch.setattr(training.torch, "compile", fake_compile)
+    monkeypatch.setattr(fitting.torch, "compile", fake_compile)
     model, opt = make()
     run(model, opt, 1)
     assert compiled == []
