@@ -202,7 +202,7 @@ def _warn_hyper(groups: list, opt, scheduler, path: Path):
             if k in old and k in new and old[k] != new[k]:
                 warnings.warn(f"resuming from {path}: the checkpoint's optimiser has {k}={old[k]} (group {i}) but the one "
                               f"passed to fit has {k}={new[k]}; training continues with the checkpoint's {old[k]}. "
-                              "To change it, set opt.param_groups[i][...] in a callback's before_fit", stacklevel=4)
+                              "To change it, set opt.param_groups[i][...] in a callback's before_fit", stacklevel=6)
 
 def _restore(ck: dict, path: Path, net, opt, scheduler, scaler, train_dl, device):
     "Put model, optimiser, scheduler, scaler and RNG states back from a checked checkpoint."

@@ -593,8 +593,9 @@ def test_resume_with_another_lr_or_momentum_warns_naming_both(tmp_path):
     model, _ = make()
     run(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 1, checkpoint_dir=tmp_path)
     m2, _ = make()
-    with pytest.warns(UserWarning, match=r"lr=0.1 .*lr=0.05.*continues with the checkpoint's 0.1"):
+    with pytest.warns(UserWarning, match=r"lr=0.1 .*lr=0.05.*continues with the checkpoint's 0.1") as rec:
         run(m2, torch.optim.SGD(m2.parameters(), lr=0.05, momentum=0.9), 2, checkpoint_dir=tmp_path, resume=True)
+    assert rec[0].filename == __file__  # the warning names the line that called fit, not a line inside the module
     m3, _ = make()
     with pytest.warns(UserWarning, match=r"momentum=0.9 .*momentum=0.5"):
         run(m3, torch.optim.SGD(m3.parameters(), lr=0.1, momentum=0.5), 3, checkpoint_dir=tmp_path, resume=True)
