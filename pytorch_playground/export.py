@@ -136,6 +136,28 @@ def _name_batch_axis(file: Path, name: str = "batch"):
             if d.dim_param in old: d.dim_param = name
     onnx.save(m, str(file))  # external data files (if any) stay where they are: only the graph is rewritten
 
+# %% ../nbs/07_export.ipynb #e07b0002
+_STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+def _nodes(graph):
+    "The nodes of a GraphProto or FunctionProto, with those of its subgraphs (If branches, Loop bodies)."
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs): yield from _nodes(g)
+
+def _strip_stack_traces(file: Path):
+    "Delete the stack trace the exporter stores on each node: it names absolute paths of the exporting machine."
+    m = onnx.load(str(file), load_external_data=False)
+    traced = [n for n in [*_nodes(m.graph), *(n for f in m.functions for n in _nodes(f))]
+              if any(p.key == _STACK_TRACE for p in n.metadata_props)]
+    for n in traced:
+        keep = [p for p in n.metadata_props if p.key != _STACK_TRACE]
+        del n.metadata_props[:]
+        n.metadata_props.extend(keep)
+    if traced: onnx.save(m, str(file))  # as in _name_batch_axis, only the graph is rewritten
+
+
 # %% ../nbs/07_export.ipynb #e07c0005
 # when torch.export fails, torch before 2.9 exports what one run did instead (2.7 by TorchScript tracing, 2.8 by
 # draft_export), silently keeping one branch of an `if`: there export_onnx runs torch.export itself first
@@ -150,7 +172,7 @@ def _dynamic_shapes(example_input: torch.Tensor, dynamic_batch: bool):
     return ({0: torch.export.Dim.DYNAMIC},)
 
 # %% ../nbs/07_export.ipynb #e07c0007
-def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwargs):
+def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, stack_traces: bool=False, **kwargs):
     "Export into a temporary folder beside `path`, check the file there, then move it into place."
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
     try:
@@ -158,6 +180,7 @@ def _export_to(model: nn.Module, example_input: torch.Tensor, path: Path, **kwar
             if _TRACE_FALLBACK: torch.export.export(model, (example_input,), dynamic_shapes=kwargs.get("dynamic_shapes"), strict=False)
             torch.onnx.export(model, (example_input,), str(tmp/path.name), dynamo=True, verbose=False, **kwargs)
         if kwargs.get("dynamic_shapes"): _name_batch_axis(tmp/path.name)
+        if not stack_traces: _strip_stack_traces(tmp/path.name)
         onnx.checker.check_model(str(tmp/path.name))  # given the path, the checker also reads external data files
         for f in tmp.iterdir():  # external data files first, so the .onnx never refers to a missing file
             if f.name != path.name: os.replace(f, path.parent/f.name)
@@ -173,13 +196,14 @@ def export_onnx(model: nn.Module,              # the network to export; its trai
                 dynamic_batch: bool=True,      # let axis 0 (named "batch") take any size at run time
                 opset_version: int|None=None,  # the ai.onnx opset to target; None: the exporter's recommended one
                 external_data: bool=False,     # weights in a separate `<path>.data` file (forced above 2 GB)
+                stack_traces: bool=False,      # keep the Python stack trace of each node (absolute paths of this machine)
                 **kwargs,                      # passed on to torch.onnx.export, e.g. custom_translation_table
                ) -> Path:
     "Export `model` to ONNX with torch.export (dynamo=True) in eval mode, check the file, and return its path."
     path, name, example_input = _check_export_args(model, example_input, path)
     dynamic_shapes = _dynamic_shapes(example_input, dynamic_batch)
     with eval_mode(model):
-        try: _export_to(model, example_input, path, input_names=[input_name], output_names=[output_name],
+        try: _export_to(model, example_input, path, stack_traces, input_names=[input_name], output_names=[output_name],
                         opset_version=opset_version, dynamic_shapes=dynamic_shapes, external_data=external_data, **kwargs)
         except Exception as e: raise ExportError(_explain(e, name)) from e
     return path

@@ -301,3 +301,43 @@ def test_dynamic_shapes_argument():
         with pytest.raises(ValueError, match="at least 2 samples"): _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=True)
     else:
         assert _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=True) == ({0: torch.export.Dim.DYNAMIC},)
+
+
+def _traces(proto_nodes):
+    return [p for n in proto_nodes for p in n.metadata_props if p.key == "pkg.torch.onnx.stack_trace"]
+
+
+def test_no_stack_traces_unless_asked(tmp_path):
+    "The shipped file names no path of the exporting machine, so two checkouts export the same bytes."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    (tmp_path/"a").mkdir(); (tmp_path/"a_much_longer_folder_name").mkdir()
+    paths = [export_onnx(model, torch.randn(2, 3), tmp_path/d/"m.onnx") for d in ("a", "a_much_longer_folder_name")]
+    assert not _traces(onnx.load(str(paths[0])).graph.node)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    kept = export_onnx(model, torch.randn(2, 3), tmp_path/"kept.onnx", stack_traces=True)
+    assert _traces(onnx.load(str(kept)).graph.node)
+    assert verify_onnx(model, paths[0], torch.randn(4, 3)) < 1e-5
+
+
+def test_stack_traces_stripped_inside_subgraphs(tmp_path):
+    "An If node's branches are graphs of their own: their nodes lose their traces too, other metadata stays."
+    from onnx import TensorProto, helper
+    from pytorch_playground.export import _strip_stack_traces
+    def traced(node):
+        node.metadata_props.add(key="pkg.torch.onnx.stack_trace", value='File "/home/alice/m.py", line 1')
+        node.metadata_props.add(key="namespace", value="m")
+        return node
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    branch = lambda v: helper.make_graph([traced(helper.make_node("Constant", [], ["y"], value=helper.make_tensor("c", TensorProto.FLOAT, [1], [v])))],
+                                         f"b{v}", [], [out])
+    node = traced(helper.make_node("If", ["cond"], ["y"], then_branch=branch(1.0), else_branch=branch(0.0)))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])], [out])
+    path = tmp_path/"if.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    _strip_stack_traces(path)
+    m = onnx.load(str(path))
+    nodes = [m.graph.node[0], m.graph.node[0].attribute[0].g.node[0], m.graph.node[0].attribute[1].g.node[0]]
+    assert not _traces(nodes)
+    assert [p.key for n in nodes for p in n.metadata_props] == ["namespace"] * 3
+    onnx.checker.check_model(m)
