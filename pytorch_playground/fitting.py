@@ -215,7 +215,8 @@ def _restore(ck: dict, path: Path, net, opt, scheduler, scaler, train_dl, device
 
 # %% ../nbs/04c_inside_fit.ipynb #248f898b
 # losses that compare output and target element by element: their shapes must match exactly
-# (a mismatch only warns and then broadcasts, which silently trains the wrong thing)
+# (MSE, L1, SmoothL1 and Huber only warn on a mismatch and then broadcast, which silently trains the
+# wrong thing; the BCE losses raise, and fit's message names both shapes)
 _ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
 
 def _loss_error(e: Exception, out, yb, loss_fn) -> Exception:
