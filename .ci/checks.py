@@ -16,7 +16,14 @@ RESULTS: list[tuple[str, bool, float, str]] = []
 ART = ROOT/"ci-artifacts"
 
 def notebooks() -> list[Path]:
+    "The learner's sequence: the chapters in nbs/."
     return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+
+def internals() -> list[Path]:
+    "The library's internals notebooks (nbs/internals/): outside the learner's sequence, tested like the chapters."
+    return sorted(p for p in (NBS/"internals").glob("*.ipynb") if not p.name.startswith(("_", ".")))
+
+def rel(p: Path) -> str: return p.relative_to(NBS).as_posix()
 
 def sh(cmd, timeout=1800, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=kw.pop("cwd", ROOT), capture_output=True, text=True, timeout=timeout, **kw)
@@ -60,7 +67,7 @@ def step_clean():
     record("nbdev_clean leaves no diff (notebooks clean of metadata noise)", f)
 
 def step_hygiene():
-    for p in notebooks():
+    for p in notebooks() + internals():
         def f(p=p):
             nb = json.loads(p.read_text(encoding="utf-8"))
             code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -72,7 +79,7 @@ def step_hygiene():
             if code and not any(c.get("outputs") for c in code): raise AssertionError("no saved outputs")
             if nb.get("metadata", {}).get("kernelspec", {}).get("name") != "python3":
                 raise AssertionError("no python3 kernelspec: run `python .ci/kernelspec.py`")
-        record(f"{p.name}: saved outputs, no errors, run in order", f)
+        record(f"{rel(p)}: saved outputs, no errors, run in order", f)
 
 def step_readme():
     def f():
@@ -102,12 +109,12 @@ def step_readme():
 
 TIMES: dict[str, float] = {}
 def step_nbdev_test():
-    for p in notebooks():
+    for p in notebooks() + internals():
         def f(p=p):
             t0 = time.perf_counter()
             try: run_ok([BIN/"nbdev_test", "--path", p, "--do_print", "--timing"], timeout=900)
-            finally: TIMES[p.name] = time.perf_counter() - t0
-        record(f"nbdev_test {p.name}", f)
+            finally: TIMES[rel(p)] = time.perf_counter() - t0
+        record(f"nbdev_test {rel(p)}", f)
     total = sum(TIMES.values())
     print("\nPer-notebook nbdev_test times (budget: 60 s each, 300 s in all; printed, not asserted):")
     for k, v in TIMES.items(): print(f"  {k:<34} {v:6.1f} s{'   over budget' if v > 60 else ''}")
@@ -171,14 +178,14 @@ def step_kernel():
     """Every notebook in a fresh standard Jupyter kernel from nbs/, outputs compared with the saved ones.
     Runs from a folder other than nbs/ are covered elsewhere, without a third pass over the course:
     the learner copies run outside the sources, and `make compat` runs every notebook in a copy."""
-    for p in notebooks():
+    for p in notebooks() + internals():
         def f(p=p):
             t0 = time.perf_counter()
-            saved, fresh = lp.execute_in_kernel(p, cwd=NBS)
-            KTIMES["nbs"][p.name] = time.perf_counter() - t0
+            saved, fresh = lp.execute_in_kernel(p, cwd=p.parent)
+            KTIMES["nbs"][rel(p)] = time.perf_counter() - t0
             stale = lp.stale_outputs(saved, fresh)
             if stale: raise AssertionError("saved outputs are stale (re-run with `make nb NB=...`):\n" + "\n".join(stale[:8]))
-        record(f"kernel run from nbs/, outputs current: {p.name}", f)
+        record(f"kernel run from its folder, outputs current: {rel(p)}", f)
     for k, v in KTIMES.items(): print(f"kernel runs ({k}): {sum(v.values()):.0f} s in all")
 
 # chapters opened in JupyterLab: 00 (the first a learner runs), 04 (tqdm bars and loss plots), 02 (image grids).
@@ -210,25 +217,25 @@ def step_browser():
 def step_docs():
     def sidebar():
         listed = lp.sidebar_entries()
-        missing = [p.name for p in notebooks() if p.name not in listed]
+        missing = [rel(p) for p in notebooks() + internals() if rel(p) not in listed]
         gone = [n for n in listed if not (NBS/n).exists()]
         if missing or gone: raise AssertionError(f"sidebar.yml misses {missing}; lists missing files {gone}")
-    record("every chapter appears in the docs sidebar", sidebar)
+    record("every chapter and internals notebook appears in the docs sidebar", sidebar)
     def links():
         bad = [f"{p.name} -> {l}" for p in notebooks() for l in lp.internal_links(json.loads(p.read_text(encoding="utf-8")))
                if not (NBS/l).exists()]
         if bad: raise AssertionError(f"links to chapters that do not exist: {bad}")
     record("internal links between chapters resolve", links)
-    for p in notebooks():
+    for p in notebooks() + internals():
         def imports(p=p):
             bad = lp.mixed_import_cells(p)
             if bad: raise AssertionError("imports must stand in cells of their own (nbdev's docs build runs such cells "
                                          "out of context): " + "; ".join(bad[:6]))
-        record(f"imports in cells of their own: {p.name}", imports)
+        record(f"imports in cells of their own: {rel(p)}", imports)
     def proc_links():
         proc = ROOT/"_proc"
         if not proc.exists(): raise AssertionError("_proc/ missing: run the proc_nbs step first")
-        missing = [p.name for p in notebooks() if not (proc/p.name).exists()]
+        missing = [rel(p) for p in notebooks() + internals() if not (proc/rel(p)).exists()]
         if missing: raise AssertionError(f"nbdev_proc_nbs did not write {missing}")
     record("nbdev_proc_nbs wrote every chapter", proc_links)
 

@@ -94,17 +94,18 @@ def _tree() -> Path:
 def test(venv: Path, log: Path, only: list[str]|None = None) -> dict[str, bool]:
     "nbdev_test on every notebook (or those in `only`), in one process; returns notebook -> passed."
     tree = _tree()
-    nbs = sorted(p.name for p in (tree/"nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")) and (not only or p.name in only))
+    nbs = sorted(p.relative_to(tree/"nbs").as_posix() for p in [*(tree/"nbs").glob("*.ipynb"), *(tree/"nbs"/"internals").glob("*.ipynb")]
+                 if not p.name.startswith(("_", ".")) and (not only or p.name in only))
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
            "PATH": f"{venv/'bin'}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
-    path = ["--path", str(tree/"nbs"/nbs[0])] if only and len(nbs) == 1 else []
+    path = ["--path", str(tree/"nbs"/nbs[0])] if only and len(nbs) == 1 else []  # else every notebook, nbs/internals/ too
     r = subprocess.run([venv/"bin"/"nbdev_test", "--n_workers", "1", "--do_print", "--timing", *path], cwd=tree, env=env,
                        capture_output=True, text=True, timeout=1500)
     log.open("a").write(f"\n$ nbdev_test --n_workers 1 --do_print --timing\n{r.stdout}\n{r.stderr}")
     failed = set(re.findall(r"^\t(\S+\.ipynb)$", r.stderr.split("Tests Failed On The Following Notebooks:")[-1], re.M)) \
         if r.returncode else set()
     if r.returncode and not failed: raise SystemExit(f"nbdev_test exited {r.returncode}:\n{(r.stdout + r.stderr)[-4000:]}")
-    return {n: n not in failed for n in nbs}
+    return {n: Path(n).name not in failed and n not in failed for n in nbs}
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
