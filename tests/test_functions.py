@@ -159,3 +159,34 @@ def test_calling_a_function_without_apply_is_a_clear_error(cls):
 def test_binary_activation_refuses_non_tensors():
     with pytest.raises(TypeError, match="torch.as_tensor"):
         BinaryActivation()([0.5, -2.0])
+
+
+# --- torch.func (issue 24): the setup_context-form Functions work under grad and vmap; MyReLU says why not
+@pytest.mark.parametrize("fn,expected", [(Binarizer.apply, [1.0, 1.0, 1.0]), (XNORSign.apply, [1.0, 0.0, 0.0]),
+                                         (BinaryActivation(), [1.0, 0.0, 0.0])])
+def test_torch_func_grad_and_vmap(fn, expected):
+    x = torch.tensor([0.2, 1.5, -3.0])
+    g = torch.func.vmap(torch.func.grad(lambda t: fn(t)))(x)
+    assert g.tolist() == expected
+    xb = torch.randn(4, 5)
+    torch.testing.assert_close(torch.func.vmap(fn)(xb), fn(xb))
+
+
+def test_torch_func_grad_binarizer_matches_autograd():
+    x = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    w = torch.arange(1.0, 7.0, dtype=torch.float64)
+    (Binarizer.apply(x) * w).sum().backward()
+    assert torch.equal(torch.func.grad(lambda t: (Binarizer.apply(t) * w).sum())(x.detach()), x.grad)
+
+
+def test_myrelu_under_torch_func_names_setup_context():
+    with pytest.raises(RuntimeError, match="setup_context"):
+        torch.func.grad(lambda t: MyReLU.apply(t).sum())(torch.randn(3))
+
+
+@pytest.mark.parametrize("fn", [Binarizer.apply, XNORSign.apply])
+def test_setup_context_functions_check_input_under_torch_func(fn):
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        fn([0.2, 0.7])
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        fn(0.7)
