@@ -1,4 +1,4 @@
-"Fast checks of pytorch_playground.core: get_device and seed_everything."
+"Fast checks of pytorch_playground.core (get_device, seed_everything, check_versions) and its internals."
 import os, random
 
 import numpy as np
@@ -98,7 +98,8 @@ def test_check_versions_quiet_when_all_is_well(capsys):
 
 def test_check_versions_names_old_and_missing_packages(monkeypatch, capsys):
     import pytorch_playground.core as core
-    monkeypatch.setattr(core, "_floors", lambda: {"torch": "99.0", "no-such-package-pp": "1.0"})
+    import pytorch_playground.internals.core as internals
+    monkeypatch.setattr(internals, "_floors", lambda: {"torch": "99.0", "no-such-package-pp": "1.0"})
     problems = core.check_versions(show=True)
     assert len(problems) == 2
     assert "torch>=99.0" in problems[0] and "older than the course supports" in problems[0]
@@ -111,3 +112,8 @@ def test_seed_everything_fixes_string_hashes_of_new_interpreters(restore_global_
     seed_everything(11)
     run = lambda: subprocess.run([sys.executable, "-c", "print(hash('abc'))"], capture_output=True, text=True).stdout
     assert run() == run() != ""
+
+
+def test_public_names_stay_in_core():
+    import pytorch_playground.core as core
+    assert {"seed_everything", "get_device", "check_versions"} <= set(core.__all__)
