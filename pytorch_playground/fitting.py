@@ -4,15 +4,20 @@
 
 # %% ../nbs/04c_inside_fit.ipynb #2bcfc2c6
 from __future__ import annotations
-import contextlib, math, os, random, re, sys, uuid, warnings
+import contextlib, math, os, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
-import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
 from .core import get_device
+from .internals.fitting import (
+    infer_mode, _HOOKS, _check_args, _check_model_opt, _check_scheduler, _check_device, _check_env, _unwrap,
+    _autocast_dtype, _PER_BATCH_SCHEDULERS, _batch, _forward, _check_output, _check_loss, _loss_error,
+    _weights_finite, _metric_value, _probe_metrics, _atomic_save, _CKPT_FORMAT, _checkpoint_path, _prepare_dir,
+    _release_lock, _read_last, _check_last, _restore, _rng_state, _set_rng_state, _generators,
+    _is_distributed, _all_sum, _all_gather, _on_main, _tqdm, _bar)
 
 # %% auto #0
 __all__ = ['accuracy', 'FitState', 'fit']
@@ -22,6 +27,12 @@ def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilit
              targets: torch.Tensor,  # [N] class indices
             ) -> float:
     "The share of rows of `logits` whose highest score is the target class, a float in [0, 1]."
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(f"accuracy needs two tensors, got {type(logits).__name__} and {type(targets).__name__}: "
+                        "convert with torch.as_tensor(...)")
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        raise ValueError("accuracy got logits of shape [N, 1], one score per row: that is a binary classifier, whose "
+                         "argmax is always 0. Threshold it instead: ((logits.squeeze(1) > 0).long() == targets).float().mean()")
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"accuracy needs logits [N, C] and targets [N], got {tuple(logits.shape)} and "
                          f"{tuple(targets.shape)}: pass class scores and class indices")
@@ -29,9 +40,6 @@ def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilit
         raise ValueError("accuracy of an empty batch (0 rows) is undefined: pass at least one row "
                          "(check the loader's batch_size and drop_last)")
     return (logits.argmax(dim=1) == targets).sum().item() / len(targets)
-
-# %% ../nbs/04c_inside_fit.ipynb #59d8c7fb
-_HOOKS = ("before_fit", "before_epoch", "after_batch", "before_step", "after_epoch", "after_fit")
 
 # %% ../nbs/04c_inside_fit.ipynb #f5a7e002
 @dataclass(eq=False)
@@ -64,236 +72,6 @@ class FitState(_FitObjects):
         return (f"FitState(epoch={self.epoch}/{self.epochs}, batch_idx={self.batch_idx}, step={self.step}, "
                 f"loss={self.loss:.4g}, is_main={self.is_main})")
 
-# %% ../nbs/04c_inside_fit.ipynb #40c18dca
-_CKPT_FORMAT = "pytorch_playground.fit/1"
-
-def _atomic_save(obj, path: Path):
-    "torch.save `obj` to a temporary file beside `path`, then rename it over `path`."
-    # a fresh name in the same folder (os.replace is only atomic within one file system);
-    # uuid4 draws from os.urandom, so saving leaves the random generators of training untouched
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError): os.unlink(tmp)
-        raise
-
-# %% ../nbs/04c_inside_fit.ipynb #9a3e5b11
-def _rng_state(device: torch.device) -> dict:
-    "Python, NumPy and torch RNG states as tensors, lists and numbers (loadable with weights_only=True)."
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "python": {"version": version, "state": list(py_state),
-                       "gauss_next": [] if gauss_next is None else [gauss_next]}}
-
-def _set_rng_state(s: dict, device: torch.device):
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] and device.type == "cuda": torch.cuda.set_rng_state(s["cuda"][0], device)
-    n = s["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = s["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"][0] if p["gauss_next"] else None))
-
-# %% ../nbs/04c_inside_fit.ipynb #0b7f2c33
-def _generators(dl) -> list[torch.Generator]:
-    "The private torch.Generators a loader shuffles with (loader, sampler, batch sampler), each once."
-    found = []
-    for obj in (dl, getattr(dl, "sampler", None), getattr(getattr(dl, "batch_sampler", None), "sampler", None)):
-        g = getattr(obj, "generator", None)
-        if isinstance(g, torch.Generator) and not any(g is h for h in found): found.append(g)
-    return found
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    "The model inside a DistributedDataParallel / DataParallel wrapper (or the model itself)."
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
-
-# %% ../nbs/04c_inside_fit.ipynb #5c9d0e55
-def _prepare_dir(ckpt: Path, resume: bool, overwrite: bool):
-    "Create `ckpt`, prove it writable, remove stale temporary files, refuse to overwrite another run."
-    try:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        probe = ckpt / f".write-test.{uuid.uuid4().hex}.tmp"
-        probe.write_bytes(b""); probe.unlink()
-    except OSError as e:
-        raise PermissionError(f"checkpoint_dir {str(ckpt)!r} cannot be written ({type(e).__name__}: "
-                              f"{e.strerror or e}): pass a folder you can write to, or checkpoint_dir=None") from None
-    for stale in [*ckpt.glob(".last.pt.*.tmp"), *ckpt.glob(".best.pt.*.tmp")]:
-        with contextlib.suppress(OSError): stale.unlink()  # left by a save that was killed
-    found = [n for n in ("best.pt", "last.pt") if (ckpt / n).exists()]
-    if found and not resume and not overwrite:
-        raise FileExistsError(f"checkpoint_dir {str(ckpt)!r} already holds {' and '.join(found)} from an earlier run, "
-                              "which this run would overwrite: pass resume=True to continue that run, "
-                              "overwrite=True to replace it, or a new checkpoint_dir")
-
-# %% ../nbs/04c_inside_fit.ipynb #5d7f6fc3
-_CKPT_KEYS = ("epoch", "model", "opt", "scheduler", "history", "step", "rng", "loader_rng")
-
-def _read_last(path: Path) -> dict:
-    "Read a `last.pt` written by `fit`, or say clearly why it cannot be resumed from."
-    if not path.is_file():
-        raise FileNotFoundError(f"resume=True but there is no checkpoint at {path}: train once with "
-                                f"checkpoint_dir={str(path.parent)!r} and resume=False, or point checkpoint_dir at the folder holding last.pt")
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}): "
-                         "delete it, or resume from a last.pt written by fit") from None
-    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT or not all(k in ck for k in _CKPT_KEYS):
-        raise ValueError(f"{path} was not written by training.fit (no format {_CKPT_FORMAT!r} with keys {_CKPT_KEYS}): "
-                         "resume only from fit's own last.pt, or start without resume")
-    ck.setdefault("best", ck.get("best_valid_loss", math.inf))   # checkpoints from before `monitor`
-    ck.setdefault("monitor", "valid_loss"); ck.setdefault("mode", "min")
-    return ck
-
-# %% ../nbs/04c_inside_fit.ipynb #3f8b6a77
-def _check_model_state(sd: dict, net: nn.Module, path: Path):
-    "Raise if the weights in `sd` do not fit `net` (names and shapes), without loading them."
-    own = net.state_dict()
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in sd and hasattr(sd[k], "shape") and sd[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        what = "; ".join(f"{n} {v[:3]}" for n, v in (("missing", missing), ("unexpected", extra), ("shape", shapes)) if v)
-        raise ValueError(f"{path} does not fit this model ({what} ...): resume with the same architecture "
-                         "that wrote it, or use a new checkpoint_dir")
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e007
-def _check_opt_state(osd: dict, cls: str|None, opt, path: Path):
-    "Raise if the optimiser state `osd` (written by a `cls` optimiser) does not fit `opt`."
-    groups, own = osd.get("param_groups", []), opt.param_groups
-    fits = (cls in (None, type(opt).__name__) and len(groups) == len(own) and
-            all(len(g["params"]) == len(o["params"]) and set(g) - {"initial_lr"} == set(o) - {"initial_lr"}
-                for g, o in zip(groups, own)))
-    if not fits:
-        raise ValueError(f"{path} does not fit this optimiser (it was written by {cls or 'another optimiser'} with "
-                         f"{len(groups)} parameter group(s); fit got {type(opt).__name__} with {len(own)}): resume with "
-                         "the same optimiser class and parameter groups, or use a new checkpoint_dir")
-
-# %% ../nbs/04c_inside_fit.ipynb #6a0c9d88
-def _check_last(ck: dict, path: Path, net, opt, scheduler, train_dl, monitor: str, mode: str):
-    "Check every part of a checkpoint against what `fit` got; change nothing."
-    _check_model_state(ck["model"], net, path)
-    _check_opt_state(ck["opt"], ck.get("opt_class"), opt, path)
-    if bool(ck["scheduler"]) != (scheduler is not None):
-        have = "with" if ck["scheduler"] else "without"
-        raise ValueError(f"{path} was saved {have} a scheduler but fit got scheduler={type(scheduler).__name__ if scheduler else None}: "
-                         "resume with the same scheduler setting")
-    if len(_generators(train_dl)) != len(ck["loader_rng"]):
-        raise ValueError(f"{path} holds {len(ck['loader_rng'])} data-loader generator states but train_dl has "
-                         f"{len(_generators(train_dl))}: resume with a train_dl built the same way")
-    if (ck["monitor"], ck["mode"]) != (monitor, mode):
-        raise ValueError(f"{path} chose best.pt by monitor={ck['monitor']!r}, mode={ck['mode']!r} but fit got "
-                         f"monitor={monitor!r}, mode={mode!r}: resume with the same, or use a new checkpoint_dir")
-
-# %% ../nbs/04c_inside_fit.ipynb #2e4f6a12
-def _warn_hyper(groups: list, opt, scheduler, path: Path):
-    "Warn when `opt` was built with another lr or momentum than the optimiser saved in a checkpoint."
-    # with a scheduler, lr and momentum move every step: compare what it started from
-    keys = ("initial_lr",) if scheduler is not None else ("lr", "momentum")
-    for i, (old, new) in enumerate(zip(groups, opt.param_groups)):
-        for k in keys:
-            if k in old and k in new and old[k] != new[k]:
-                warnings.warn(f"resuming from {path}: the checkpoint's optimiser has {k}={old[k]} (group {i}) but the one "
-                              f"passed to fit has {k}={new[k]}; training continues with the checkpoint's {old[k]}. "
-                              "To change it, set opt.param_groups[i][...] in a callback's before_fit", stacklevel=6)
-
-def _restore(ck: dict, path: Path, net, opt, scheduler, scaler, train_dl, device):
-    "Put model, optimiser, scheduler, scaler and RNG states back from a checked checkpoint."
-    _warn_hyper(ck["opt"]["param_groups"], opt, scheduler, path)
-    net.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
-    if scheduler is not None: scheduler.load_state_dict(ck["scheduler"])
-    if scaler is not None and ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
-    for g, s in zip(_generators(train_dl), ck["loader_rng"]): g.set_state(s)
-    _set_rng_state(ck["rng"], device)
-
-# %% ../nbs/04c_inside_fit.ipynb #248f898b
-# losses that compare output and target element by element: their shapes must match exactly
-# (MSE, L1, SmoothL1 and Huber only warn on a mismatch and then broadcast, which silently trains the
-# wrong thing; the BCE losses raise, and fit's message names both shapes)
-_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
-
-def _loss_error(e: Exception, out, yb, loss_fn) -> Exception:
-    "A clearer error for a failed loss computation, keeping PyTorch's message."
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    if "device" in msg: return _device_error(e, out, yb)
-    shapes = (f"the model's output {tuple(getattr(out, 'shape', ()))} ({getattr(out, 'dtype', type(out).__name__)}) and the "
-              f"targets {tuple(getattr(yb, 'shape', ()))} ({getattr(yb, 'dtype', type(yb).__name__)})")
-    fix = ("CrossEntropyLoss/NLLLoss want logits [N, C] and class indices [N] of dtype long (y.squeeze(1) turns [N, 1] into [N])"
-           if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) else "make the targets the shape and dtype the loss expects")
-    return ValueError(f"the target shape does not fit the loss: {type(loss_fn).__name__} failed on {shapes}: {msg}. Fix: {fix}")
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e010
-def _device_error(e: Exception, xb, yb=None) -> Exception:
-    msg = str(e).splitlines()[0]
-    where = f"batch on {getattr(xb, 'device', '?')}"
-    return RuntimeError(f"model and batch are on different devices ({where}; PyTorch says: {msg}). Fix: let fit move both "
-                        "(device=...), and register tensors the model keeps as buffers (self.register_buffer) so that "
-                        "model.to(device) moves them too")
-
-# %% ../nbs/04c_inside_fit.ipynb #7f3c1a45
-def _to(obj, device, non_blocking: bool):
-    "Move a tensor, or every tensor in a tuple, list or dict, to `device`."
-    if isinstance(obj, torch.Tensor): return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, (tuple, list)): return tuple(_to(o, device, non_blocking) for o in obj)
-    if isinstance(obj, dict): return {k: _to(v, device, non_blocking) for k, v in obj.items()}
-    raise TypeError(f"inputs and targets must be tensors (or a tuple/dict of tensors as inputs), found a "
-                    f"{type(obj).__name__}: stack them into tensors in the dataset or a collate_fn")
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e012
-def _batch(batch, device, non_blocking):
-    "Split a batch into (inputs, targets) and move both to `device`."
-    if isinstance(batch, dict):
-        raise TypeError(f"each batch must be an (inputs, targets) pair, got a dict with keys {list(batch)[:4]}: "
-                        "yield (inputs, targets), with a dict of the model's keyword arguments as inputs")
-    try: xb, yb = batch
-    except (TypeError, ValueError):
-        raise TypeError(f"each batch must be an (inputs, targets) pair, got a {type(batch).__name__}"
-                        f"{' of length ' + str(len(batch)) if hasattr(batch, '__len__') else ''}: "
-                        "make the loader yield (x, y), e.g. TensorDataset(X, y)") from None
-    if not isinstance(yb, torch.Tensor):
-        raise TypeError(f"inputs and targets must be tensors, got {type(xb).__name__} and {type(yb).__name__}: "
-                        "stack them into tensors in the dataset or a collate_fn")
-    return _to(xb, device, non_blocking), yb.to(device, non_blocking=non_blocking)
-
-# %% ../nbs/04c_inside_fit.ipynb #2c8d4b66
-def _forward(model, xb):
-    "model(x), model(*x) for a tuple of inputs, model(**x) for a dict, with clear errors for common mistakes."
-    try:
-        if isinstance(xb, dict): return model(**xb)
-        return model(*xb) if isinstance(xb, tuple) else model(xb)
-    except RuntimeError as e:
-        msg = str(e).splitlines()[0] if str(e) else ""
-        if "device" in msg: raise _device_error(e, xb) from e
-        m = re.search(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)", msg)
-        if m is None: raise
-        shape = tuple(getattr(xb, "shape", ()))
-        raise ValueError(f"the inputs do not fit the model: a Linear layer expects {m[3]} features per row but gets "
-                         f"{m[2]} (batch of shape {shape}; PyTorch says: {msg}). Fix: give the first Linear "
-                         f"in_features={m[2]}, or reshape the inputs (e.g. nn.Flatten()) to the features the model was built for") from e
-
-# %% ../nbs/04c_inside_fit.ipynb #58102ef9
-_PRECISIONS = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-def _autocast_dtype(precision, device: torch.device):
-    "The autocast dtype for `precision` on `device`, or a clear error naming what the device can do."
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be None (float32), 'bf16' or 'fp16', got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision='fp16' needs a CUDA GPU (its GradScaler runs there) but the device is "
-                         f"{device.type}: use precision='bf16' on this device, or None for float32")
-    if precision == "bf16" and device.type not in ("cpu", "cuda"):
-        raise ValueError(f"precision='bf16' runs on cpu and cuda, not {device.type}: use precision=None")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("this GPU cannot compute in bfloat16: use precision='fp16' (with its GradScaler), or None")
-    return _PRECISIONS[precision]
-
 # %% ../nbs/04c_inside_fit.ipynb #3a9f7e02
 @dataclass
 class _Plan:
@@ -305,6 +83,8 @@ class _Plan:
     dtype: Any = None                     # autocast dtype, or None for float32
     scaler: Any = None                    # torch.amp.GradScaler for fp16 on CUDA
     max_grad_norm: float|None = None
+    metrics: dict = field(default_factory=dict)
+    checked: bool = False                 # the first batch's output, loss and metrics have been checked
     def autocast(self, device):
         return torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
 
@@ -331,15 +111,20 @@ def _batch_loss(state: FitState, plan: _Plan, xb, yb, i: int):
     loss_fn = state.loss_fn
     with plan.autocast(state.device):
         out = _forward(plan.run_model, xb)
-        if i == 0 and isinstance(loss_fn, _ELEMENTWISE_LOSSES) and out.shape != yb.shape:
-            raise _loss_error(ValueError("shapes differ (it would broadcast)"), out, yb, loss_fn)
+        if not plan.checked: _check_output(out, yb, loss_fn)
         try: loss = loss_fn(out, yb)
-        except (RuntimeError, ValueError, IndexError) as e: raise _loss_error(e, out, yb, loss_fn) from e
+        except (RuntimeError, ValueError, IndexError, TypeError) as e: raise _loss_error(e, out, yb, loss_fn) from e
+    if not plan.checked:   # once per run: the loss is one differentiable number, each metric returns a number
+        _check_loss(loss, loss_fn); _probe_metrics(plan.metrics, out, yb); plan.checked = True
     l = loss.item()
     if not math.isfinite(l):
-        raise FloatingPointError(f"the training loss is {l} (nan/inf) at epoch {state.epoch}, batch {i} (both 0-based), "
-                                 "before the optimiser step, so the model keeps the last finite weights: lower the "
-                                 "learning rate, check the data for nan/inf, or clip the gradients (max_grad_norm)")
+        kept = ("it is caught before the optimiser step, so the weights are still finite"
+                if _weights_finite(_unwrap(state.model)) else
+                "the weights are already nan/inf (an earlier step had an infinite gradient; last.pt keeps the last "
+                "completed epoch)")
+        raise FloatingPointError(f"the training loss is {l} (nan/inf) at epoch {state.epoch}, batch {i} (both 0-based); "
+                                 f"{kept}: lower the learning rate, check the data for nan/inf, or clip the gradients "
+                                 "(max_grad_norm, which also refuses a step with an infinite gradient)")
     return loss, l
 
 # %% ../nbs/04c_inside_fit.ipynb #f5a7e041
@@ -376,19 +161,13 @@ def _train_epoch(state: FitState, model, plan: _Plan, bar) -> tuple[float, int]:
         _after_batch(state, plan, bar, total / count)
     if count == 0:
         raise ValueError("train_dl yielded no batches: it is empty (check the data set, batch_size and drop_last)")
-    if not last: _optimizer_step(state, plan)             # a loader without len(): finish the last group
+    if not last:             # a loader without len(): its last group holds m < k batches, each divided by k
+        m = i % k + 1
+        for g in state.opt.param_groups:
+            for p in g["params"]:
+                if p.grad is not None: p.grad.mul_(k / m)   # so rescale: the mean over m batches, as with len()
+        _optimizer_step(state, plan)
     return total, count
-
-# %% ../nbs/04c_inside_fit.ipynb #28a9cd8b
-def _is_distributed() -> bool: return dist.is_available() and dist.is_initialized()
-
-def _all_sum(values: list[float], device) -> list[float]:
-    "Add `values` over all processes when torch.distributed is running (every rank must call this)."
-    if not _is_distributed(): return values
-    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor(values, dtype=torch.float64, device=on)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
 
 # %% ../nbs/04c_inside_fit.ipynb #f5a7e018
 def _validate(state: FitState, plan: _Plan, model, keep: bool) -> tuple[list[float], list, list]:
@@ -413,12 +192,8 @@ def _validate(state: FitState, plan: _Plan, model, keep: bool) -> tuple[list[flo
 def _epoch_metrics(metrics: dict, outs: list, ys: list) -> dict:
     "Each metric computed once on all validation outputs and targets of the epoch (from every rank)."
     if not metrics or not outs: return {}
-    out, y = torch.cat(outs), torch.cat(ys)
-    if _is_distributed():  # outputs of every rank, in rank order, on this rank's device
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (out.cpu(), y.cpu()))
-        out, y = torch.cat([p[0] for p in parts]).to(out.device), torch.cat([p[1] for p in parts]).to(y.device)
-    return {name: float(fn(out, y)) for name, fn in metrics.items()}
+    out, y = _all_gather(torch.cat(outs), torch.cat(ys))
+    return {name: _metric_value(name, fn, out, y) for name, fn in metrics.items()}
 
 def _check_finite(rec: dict):
     "Raise when the validation loss or a metric is nan/inf (best.pt could never be chosen)."
@@ -428,52 +203,8 @@ def _check_finite(rec: dict):
                                  "check valid_dl for nan/inf inputs and each metric for a division by zero, or lower "
                                  "the learning rate; last.pt keeps the previous epoch")
 
-# %% ../nbs/04c_inside_fit.ipynb #4b47d4e6
-def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks, loss_fn, monitor, mode):
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
-        raise ValueError(f"grad_accum_steps must be a whole number >= 1, got {grad_accum_steps!r}")
-    for name, dl in (("train_dl", train_dl), ("valid_dl", valid_dl)):
-        if dl is None: raise ValueError(f"{name} is None: pass a loader of (inputs, targets) batches")
-        if hasattr(dl, "__len__") and len(dl) == 0:
-            raise ValueError(f"{name} is empty (len 0): check the data set, batch_size and drop_last")
-    if isinstance(loss_fn, type) or not callable(loss_fn):
-        what = f"the class {loss_fn.__name__}" if isinstance(loss_fn, type) else f"a {type(loss_fn).__name__}"
-        raise TypeError(f"loss_fn is {what}, not a loss function: pass an instance such as nn.CrossEntropyLoss() "
-                        "(with the parentheses) or a function like F.cross_entropy")
-    _check_names(metrics, callbacks, monitor, mode)
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e021
-def _check_names(metrics, callbacks, monitor, mode):
-    clash = {"epoch", "train_loss", "valid_loss"} & set(metrics)
-    if clash: raise ValueError(f"metric names {sorted(clash)} clash with fit's own keys: rename them")
-    for cb in callbacks:
-        if isinstance(cb, type):
-            raise TypeError(f"callback {cb.__name__} is a class: pass an instance, callbacks=[{cb.__name__}()]")
-        if not any(callable(getattr(cb, h, None)) for h in _HOOKS):
-            raise TypeError(f"callback {cb!r} has none of the hooks {_HOOKS}: check the method names")
-    keys = ["train_loss", "valid_loss", *metrics]
-    if monitor not in keys: raise ValueError(f"monitor={monitor!r} is not recorded: choose one of {keys}")
-    if mode not in ("min", "max"): raise ValueError(f"mode must be 'min' (lower is better) or 'max', got {mode!r}")
-
-# %% ../nbs/04c_inside_fit.ipynb #4c2e6d15
-def _check_model_opt(net: nn.Module, opt):
-    "Raise when nothing can train: every parameter frozen, or an optimiser built on other parameters."
-    if isinstance(opt, type) or not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"opt must be an optimiser instance built on the model's parameters, got {opt!r}: "
-                        "e.g. torch.optim.Adam(model.parameters(), lr=1e-3)")
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError(f"every parameter of the {type(net).__name__} is frozen (requires_grad=False), so nothing "
-                         "can train: unfreeze the layers to train (p.requires_grad_(True)) before building the optimiser")
-    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
-    if not any(id(p) in in_opt for p in trainable):
-        raise ValueError(f"the optimiser holds none of the {type(net).__name__}'s trainable parameters, so its weights "
-                         "would never change: build the optimiser on this model, e.g. torch.optim.Adam(model.parameters())")
-
 # %% ../nbs/04c_inside_fit.ipynb #c5c0355f
-def fit(model: nn.Module,                 # the network to train (a DDP-wrapped model works too)
+def fit(model: nn.Module,                 # the network to train (a DDP-wrapped or compiled model works too)
         train_dl: Iterable,               # yields (inputs, targets) batches; inputs a tensor, tuple or dict of tensors
         valid_dl: Iterable,               # yields (inputs, targets) batches for validation
         loss_fn: Callable,                # loss_fn(output, targets) -> mean loss of the batch
@@ -492,27 +223,30 @@ def fit(model: nn.Module,                 # the network to train (a DDP-wrapped 
         precision: str|None=None,         # None (float32), "bf16" or "fp16" (CUDA, with a GradScaler)
         max_grad_norm: float|None=None,   # clip the global gradient norm to this before each step
         monitor: str="valid_loss",        # the history key that decides best.pt
-        mode: str="min",                  # "min": lower `monitor` is better; "max": higher is better
+        mode: str|None=None,              # "min": lower `monitor` is better; "max": higher; None: from the name
         compile: bool=False,              # torch.compile the model before training
        ) -> list[dict]:
     "Train `model` for `epochs` epochs; return one dict per epoch: epoch, train_loss, valid_loss and each metric."
-    metrics, callbacks = dict(metrics or {}), list(callbacks)
-    _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks, loss_fn, monitor, mode)
+    epochs, grad_accum_steps, metrics, callbacks, mode = _check_args(
+        train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks, loss_fn, monitor, mode)
     state, plan, net = _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, callbacks,
-                              grad_accum_steps, precision, max_grad_norm, compile)
+                              grad_accum_steps, precision, max_grad_norm, compile, metrics)
     ckpt = _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode)
-    return _run(state, plan, net, metrics, ckpt, monitor, mode, progress)
+    try: return _run(state, plan, net, metrics, ckpt, monitor, mode, progress)
+    finally: _release_lock(ckpt)
 
 # %% ../nbs/04c_inside_fit.ipynb #8b3d5f60
 def _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, callbacks, k, precision,
-           max_grad_norm, compile):
+           max_grad_norm, compile, metrics):
     "Move the model, check model and optimiser, and build the FitState and the _Plan of a run."
-    device = torch.device(device) if device is not None else get_device()
+    _check_env()
+    device = _check_device(device) if device is not None else get_device()
     dtype = _autocast_dtype(precision, device)
     if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
         raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
-    net = _unwrap(model)  # checkpoints hold the plain model's state_dict, without a `module.` prefix
+    net = _unwrap(model)  # checkpoints hold the plain model's state_dict: no `module.` or `_orig_mod.` prefix
     _check_model_opt(net, opt)
+    _check_scheduler(scheduler, opt, train_dl, epochs, k)
     model.to(device)
     is_main = not _is_distributed() or dist.get_rank() == 0
     state = FitState(model=model, opt=opt, scheduler=scheduler, loss_fn=loss_fn, train_dl=train_dl,
@@ -520,40 +254,27 @@ def _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, c
     hooks = {h: [getattr(cb, h) for cb in callbacks if callable(getattr(cb, h, None))] for h in _HOOKS}
     plan = _Plan(run_model=torch.compile(model) if compile else model, hooks=hooks, k=k,
                  per_batch_sched=isinstance(scheduler, _PER_BATCH_SCHEDULERS), dtype=dtype,
-                 scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, max_grad_norm=max_grad_norm)
+                 scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, max_grad_norm=max_grad_norm,
+                 metrics=metrics)
     return state, plan, net
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e024
-_PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
-
-# %% ../nbs/04c_inside_fit.ipynb #0c6e2a48
-def _on_main(fn):
-    "Run `fn` on the main process; under torch.distributed every rank raises its error, if any."
-    err = None
-    if not _is_distributed() or dist.get_rank() == 0:
-        try: fn()
-        except Exception as e: err = e
-    if _is_distributed():
-        box = [err]; dist.broadcast_object_list(box, src=0); err = box[0]
-    if err is not None: raise err
 
 # %% ../nbs/04c_inside_fit.ipynb #0c6e2a49
 def _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode):
     "Check checkpoint_dir and, with resume=True, check then restore last.pt; return the folder (or None)."
     state.start, state.saved, state.best = 0, None, math.inf if mode == "min" else -math.inf
-    if checkpoint_dir is None:
+    ckpt = _checkpoint_path(checkpoint_dir)
+    if ckpt is None:
         if resume: raise ValueError("resume=True needs checkpoint_dir: the folder that holds last.pt")
         return None
-    ckpt = Path(checkpoint_dir)
-    if ckpt.exists() and not ckpt.is_dir():
-        raise NotADirectoryError(f"checkpoint_dir {str(ckpt)!r} is a file, not a folder: pass a folder path "
-                                 "(it is created if missing) for best.pt and last.pt")
     if resume:
         path = ckpt / "last.pt"
         ck = _read_last(path)
         _check_last(ck, path, net, state.opt, state.scheduler, state.train_dl, monitor, mode)
     _on_main(lambda: _prepare_dir(ckpt, resume, overwrite))
-    if resume: _resume(state, plan, net, ck, path)
+    try:
+        if resume: _resume(state, plan, net, ck, path)
+    except BaseException:
+        _release_lock(ckpt); raise
     return ckpt
 
 # %% ../nbs/04c_inside_fit.ipynb #f5a7e027
@@ -591,6 +312,7 @@ def _last_state(state: FitState, net, scaler, monitor, mode) -> dict:
     opt, sch = state.opt, state.scheduler
     return {"format": _CKPT_FORMAT, "epoch": state.epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),
             "opt_class": type(opt).__name__, "scheduler": sch.state_dict() if sch is not None else {},
+            "scheduler_class": type(sch).__name__ if sch is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else {}, "history": state.history,
             "best": state.best, "monitor": monitor, "mode": mode, "step": state.step,
             "rng": _rng_state(state.device), "loader_rng": [g.get_state() for g in _generators(state.train_dl)]}
@@ -632,7 +354,7 @@ def _run(state: FitState, plan: _Plan, net, metrics, ckpt, monitor, mode, progre
             state.epoch = epoch
             for h in hooks["before_epoch"]: h(state)
             if set_epoch is not None: set_epoch(epoch)   # a DistributedSampler reshuffles this way
-            _epoch(state, plan, net, metrics, ckpt, monitor, mode, _bar(tqdm, state))
+            _epoch(state, plan, net, metrics, ckpt, monitor, mode, _bar(tqdm, state.train_dl, epoch, state.epochs))
             for h in hooks["after_epoch"]: h(state)
             if state.stop_training: break
     except KeyboardInterrupt:
@@ -648,17 +370,3 @@ def _after_fit(hooks, state):
     for h in hooks["after_fit"]:
         try: h(state)
         except Exception: pass
-
-def _bar(tqdm, state: FitState):
-    "A fresh progress bar for this epoch (or None)."
-    if tqdm is None: return None
-    dl = state.train_dl
-    return tqdm(total=len(dl) if hasattr(dl, "__len__") else None, desc=f"epoch {state.epoch + 1}/{state.epochs}",
-                leave=True, dynamic_ncols=True)
-
-def _tqdm():
-    "tqdm.auto's bar class (the notebook widget where it works, else the terminal bar), imported quietly."
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no "IProgress not found" warning where ipywidgets is missing
-        from tqdm.auto import tqdm
-    return tqdm

@@ -473,7 +473,8 @@ def test_metrics_are_computed_once_on_the_whole_validation_set():
     def count(out, y): n_seen.append(len(y)); return len(y)
     def median_margin(out, y): return (out.max(1).values - out.gather(1, y[:, None])[:, 0]).median().item()
     hist = run(model, opt, 2, metrics={"n": count, "median_margin": median_margin})  # valid batches 6, 6, 6, 2
-    assert n_seen == [20, 20] and hist[-1]["n"] == 20
+    # the first call checks, once per fit, that each metric returns a number (on the first training batch of 8)
+    assert n_seen == [8, 20, 20] and hist[-1]["n"] == 20
     X, y = loaders()[1].dataset.tensors
     with torch.no_grad(): out = model.eval()(X)
     assert hist[-1]["median_margin"] == pytest.approx(median_margin(out, y), abs=1e-6)
