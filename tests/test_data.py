@@ -508,3 +508,121 @@ def test_show_batch_bad_arguments():
         show_batch(x, torch.tensor([0, 1, 5, 1]), classes=["a", "b"])
     with pytest.raises(ValueError, match="nrow must be a positive whole number"):
         show_batch(x, nrow=0)
+
+
+# ---- issue 27: no silent wrong result, no raw crash (data module) ----
+
+def test_digits_to_imagefolder_expands_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path/"home"))
+    (tmp_path/"cwd").mkdir(); monkeypatch.chdir(tmp_path/"cwd")
+    root = digits_to_imagefolder("~/digits", size=8)
+    assert root == tmp_path/"home"/"digits" and (root/"train"/"0").is_dir()
+    assert not (tmp_path/"cwd"/"~").exists()  # no folder literally named '~'
+
+
+def test_mean_std_channels_last_refused():
+    x = torch.rand(6, 28, 28, 3)  # [N, H, W, C], as NumPy and PIL store images
+    with pytest.raises(ValueError, match=r"looks channels-last \[N, H, W, C\].*x\.permute\(0, 3, 1, 2\)"):
+        mean_std(x)
+    with pytest.raises(ValueError, match="looks channels-last"):
+        mean_std(x.numpy())
+    got = mean_std(x.permute(0, 3, 1, 2))  # the fix the message names
+    assert torch.allclose(got[0], x.mean(dim=(0, 1, 2)), atol=1e-6)
+    assert mean_std(torch.rand(4, 3, 5, 3))[0].shape == (3,)  # 3 channels of width 3: not mistaken for channels-last
+
+
+def test_csv_labels_stripped_and_near_duplicates_warned(tmp_path):
+    d = _csv_images(tmp_path, names=("a", "b", "c", "d"))
+    ds = CSVImageDataset(pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "class": ["cat", "cat ", " dog"]}), root=d)
+    assert ds.classes == ["cat", "dog"] and ds.targets == [0, 0, 1]  # "cat " is "cat"
+    with pytest.warns(UserWarning, match=r"labels \['Cat', 'cat'\] in column 'class' look like one class"):
+        ds = CSVImageDataset(pd.DataFrame({"path": ["a.png", "b.png"], "class": ["Cat", "cat"]}), root=d)
+    assert ds.classes == ["Cat", "cat"]  # a warning, not a guess: the table decides
+    with pytest.warns(UserWarning, match=r"\['1', '1\.0'\]"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png", "b.png"], "class": ["1", "1.0"]}), root=d)
+    va = CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["dog"]}), root=d, classes=["cat ", "dog"])
+    assert va.classes == ["cat", "dog"] and va.targets == [1]
+
+
+def test_csv_symlink_out_of_root_refused(tmp_path):
+    import os
+    d = _csv_images(tmp_path)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path/"secret.png")
+    os.symlink(tmp_path/"secret.png", d/"innocent.png")     # a link inside root to a file outside it
+    (tmp_path/"elsewhere").mkdir(); os.symlink(tmp_path/"elsewhere", d/"linkdir")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path/"elsewhere"/"x.png")
+    for p in ("innocent.png", "linkdir/x.png"):
+        with pytest.raises(ValueError, match=r"leads outside the root folder .*through a link to"):
+            CSVImageDataset(pd.DataFrame({"path": [p], "class": ["x"]}), root=d)
+    assert len(CSVImageDataset(pd.DataFrame({"path": ["innocent.png"], "class": ["x"]}), root=d, allow_outside_root=True)) == 1
+    os.symlink(d, tmp_path/"root_link")                       # root itself through a link: its files are inside
+    assert len(CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["x"]}), root=tmp_path/"root_link")) == 1
+
+
+def test_mean_std_generator_named():
+    with pytest.raises(TypeError, match="got a generator: for a generator or a DataLoader, collect the images first"):
+        mean_std(x for x in torch.rand(3, 1, 4, 4))
+    with pytest.raises(TypeError, match="got a DataLoader"):
+        mean_std(DataLoader(torch.rand(4, 1, 2, 2), batch_size=2))
+
+
+# ---- sweep: user mistakes on every public function give an error naming cause and fix ----
+
+def test_sweep_paths_none_or_files(tmp_path):
+    with pytest.raises(TypeError, match="path must be a file or folder path"):
+        load_rgb(None)
+    with pytest.raises(TypeError, match="root must be a file or folder path"):
+        digits_to_imagefolder(None)
+    (tmp_path/"f.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        digits_to_imagefolder(tmp_path/"f.txt", size=8)
+
+
+def test_sweep_home_in_patterns_and_tables(tmp_path, monkeypatch, photos):
+    monkeypatch.setenv("HOME", str(photos.parent))
+    assert len(ImageDataset("~/imgs/*.png", 8)) == 4
+    assert np.asarray(load_rgb("~/imgs/a_rgb.png")).shape == (40, 50, 3)
+    pd.DataFrame({"path": ["a_rgb.png"], "class": ["x"]}).to_csv(photos/"t.csv", index=False)
+    assert len(CSVImageDataset("~/imgs/t.csv")) == 1
+
+
+def test_sweep_image_dataset_folder_pattern_hint(photos):
+    with pytest.raises(FileNotFoundError, match=r"is a folder, so use '.*imgs/\*'"):
+        ImageDataset(str(photos), 8)
+
+
+def test_sweep_csv_bad_tables(tmp_path):
+    d = _csv_images(tmp_path)
+    with pytest.raises(ValueError, match="the table has no rows"):
+        CSVImageDataset(pd.DataFrame({"path": [], "class": []}), root=d)
+    with pytest.raises(TypeError, match="transform must be a callable"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["x"]}), root=d, transform="ToTensor")
+    with pytest.raises(TypeError, match="classes= must be a list of names"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["x"]}), root=d, classes="x")
+    with pytest.raises(NotADirectoryError, match="root .* is a file"):
+        CSVImageDataset(pd.DataFrame({"path": ["a.png"], "class": ["x"]}), root=d/"a.png")
+
+
+def test_sweep_paired_crop_flip_numpy_mask():
+    img = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="mask must be a PIL image or a tensor .*torch.from_numpy"):
+        PairedCropFlip(8)(img, np.zeros((20, 20), np.uint8))
+
+
+def test_sweep_denormalize_missing_stats():
+    with pytest.raises(TypeError, match="mean and std must be numbers or lists of numbers"):
+        denormalize(torch.rand(3, 4, 4), None, None)
+
+
+def test_sweep_show_batch_channels_last():
+    import matplotlib
+    matplotlib.use("Agg")
+    with pytest.raises(ValueError, match=r"looks channels-last, reorder with x\.permute\(0, 3, 1, 2\)"):
+        show_batch(torch.rand(4, 8, 8, 3))
+
+
+def test_sweep_in_memory_loader_generator_and_dataset(photos):
+    with pytest.raises(TypeError, match="is a generator: InMemoryLoader takes tensors"):
+        InMemoryLoader(x for x in range(3))
+    with pytest.raises(TypeError, match="for a Dataset use DataLoader"):
+        InMemoryLoader(ImageDataset(str(photos/"*"), 8))
