@@ -261,7 +261,9 @@ def step_scratch():
     "What `make lab` shows in nbs/ is the course: run-time files go to nbs/_work/ (ignored), nothing else is left."
     def f():
         r = sh(["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--", "nbs"])
-        left = sorted({l[3:].split("/")[1] for l in r.stdout.splitlines() if l[:2] in ("??", "!!")} - {"_work", ".ipynb_checkpoints"})
+        # run-time files belong in a _work/ folder (nbs/_work/, or nbs/internals/_work/ beside an internals notebook)
+        left = sorted({l[3:].rstrip("/") for l in r.stdout.splitlines() if l[:2] in ("??", "!!")
+                       and not {"_work", ".ipynb_checkpoints"} & set(l[3:].split("/"))})
         if left: raise AssertionError(f"files left in nbs/ after the suite: {left}; write run-time files under nbs/_work/")
     record("nothing but the course and nbs/_work/ left in nbs/ after the runs", f)
     def g():

@@ -72,14 +72,57 @@ def test_refuses_source_folder_inside_and_links(tmp_path):
         with pytest.raises(ValueError, match="refusing"): make_student_copies(d, out)
     assert BS in (d/"demo.ipynb").read_text()
 
-def test_refuses_to_overwrite_unless_asked(tmp_path):
+def test_keeps_existing_copies_and_backs_up_on_reset(tmp_path):
+    "Issue 27: a re-run writes only missing copies; a reset moves the old copy to backup/ first."
     d, out = course(tmp_path), tmp_path/"learner"
     [p] = make_student_copies(d, out)
     p.write_text(p.read_text().replace("...", "return 2 * x  # my work"))
-    with pytest.raises(FileExistsError, match="--force"): make_student_copies(d, out)
-    assert "my work" in p.read_text()
+    assert make_student_copies(d, out) == [] and "my work" in p.read_text()
     make_student_copies(d, out, overwrite=True)
-    assert "my work" not in p.read_text()
+    assert "my work" not in p.read_text() and "my work" in (out/"backup"/"demo.1.ipynb").read_text()
+    make_student_copies(d, out, overwrite=["demo.ipynb"])
+    assert (out/"backup"/"demo.2.ipynb").exists()
+
+def test_swapped_arguments_never_touch_the_sources(tmp_path, capsys):
+    "Issue 27: `pp_student_copies learner nbs --force` used to overwrite the sources with stripped copies."
+    d = course(tmp_path); make_student_copies(d, tmp_path/"l")
+    before = (d/"demo.ipynb").read_text()
+    code, err = _cli(student_copies_cli, [tmp_path/"l", d, "--force"], capsys)
+    assert code == 2 and "swap the arguments" in err and (d/"demo.ipynb").read_text() == before
+
+def test_never_replaces_a_notebook_that_holds_solutions(tmp_path):
+    d = course(tmp_path); out = tmp_path/"other"; out.mkdir()
+    (out/"demo.ipynb").write_text((d/"demo.ipynb").read_text())
+    with pytest.raises(ValueError, match="holds solutions"): make_student_copies(d, out, overwrite=True)
+
+def test_empty_copy_from_a_full_disk_is_not_work(tmp_path):
+    d, out = course(tmp_path), tmp_path/"learner"; out.mkdir(); (out/"demo.ipynb").write_text("")
+    assert [p.name for p in make_student_copies(d, out)] == ["demo.ipynb"] and "YOUR CODE HERE" in (out/"demo.ipynb").read_text()
+
+def test_full_disk_leaves_no_half_written_copy(tmp_path, monkeypatch):
+    import errno
+    d, out = course(tmp_path), tmp_path/"learner"
+    real = Path.write_text
+    def full(self, *a, **k):
+        if self.name.endswith(".tmp"): raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="the disk is full"): make_student_copies(d, out)
+    assert not [p for p in out.iterdir()]  # no copy, no temporary file
+    monkeypatch.undo()
+    assert [p.name for p in make_student_copies(d, out)] == ["demo.ipynb"]
+
+def test_merge_conflict_and_old_format_notebooks(tmp_path):
+    from pytorch_playground.exercises import read_notebook
+    bad = tmp_path/"c.ipynb"; bad.write_text('{\n<<<<<<< HEAD\n "cells": []\n=======\n>>>>>>> other\n}')
+    with pytest.raises(ValueError, match=r"c.ipynb holds a git merge conflict \('<<<<<<<' at line 2\)"): read_notebook(bad)
+    v3 = tmp_path/"v3.ipynb"
+    v3.write_text(json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": [
+        {"cell_type": "code", "input": "x = 1", "outputs": [], "language": "python", "metadata": {}}], "metadata": {}}]}))
+    nb = read_notebook(v3)
+    assert nb["nbformat"] == 4 and nb["cells"][0]["source"] == "x = 1"
+    (tmp_path/"e.ipynb").write_text("")
+    with pytest.raises(ValueError, match="is empty"): read_notebook(tmp_path/"e.ipynb")
 
 def test_refuses_to_write_through_a_link_into_the_source(tmp_path):
     d, out = course(tmp_path), tmp_path/"learner"
@@ -102,20 +145,24 @@ def _cli(fn, args, capsys):
     err = capsys.readouterr().err.strip()
     return e.value.code, err
 
-@pytest.mark.parametrize("case", ["same", "inside", "missing_src", "no_args", "exists", "bad_flag"])
+@pytest.mark.parametrize("case", ["same", "inside", "missing_src", "no_args", "swapped", "bad_flag", "bad_reset"])
 def test_student_copies_cli_errors_are_one_line_exit_2(tmp_path, capsys, case):
     d = course(tmp_path)
-    if case == "exists": make_student_copies(d, tmp_path/"l")
+    if case == "swapped": make_student_copies(d, tmp_path/"l")
     args = dict(same=[d, d], inside=[d, d/"l"], missing_src=[tmp_path/"nowhere", tmp_path/"l"], no_args=[],
-                exists=[d, tmp_path/"l"], bad_flag=[d, tmp_path/"l", "--frce"])[case]
+                swapped=[tmp_path/"l", d], bad_flag=[d, tmp_path/"l", "--frce"],
+                bad_reset=[d, tmp_path/"l", "--reset", "nope.ipynb"])[case]
     code, err = _cli(student_copies_cli, args, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("pp_student_copies: error: "), err
 
-def test_student_copies_cli_force(tmp_path, capsys):
+def test_student_copies_cli_keeps_work_and_resets_on_request(tmp_path, capsys):
     d = course(tmp_path)
     student_copies_cli([str(d), str(tmp_path/"l")])
-    student_copies_cli([str(d), str(tmp_path/"l"), "--force"])
-    assert "wrote 1 learner copies" in capsys.readouterr().out
+    student_copies_cli([str(d), str(tmp_path/"l")])
+    out = capsys.readouterr().out
+    assert "wrote 0 learner copies" in out and "kept 1 copies that already exist (your work)" in out and "--force" not in out
+    student_copies_cli([str(d), str(tmp_path/"l"), "--reset"])
+    assert "wrote 1 learner copies" in capsys.readouterr().out and (tmp_path/"l"/"backup"/"demo.1.ipynb").exists()
 
 def test_console_scripts_exit_2_without_traceback(tmp_path):
     d = course(tmp_path)
@@ -134,11 +181,12 @@ def test_verify_without_nbclient_says_what_to_install(tmp_path, capsys, monkeypa
     assert code == 2 and "pip install nbclient ipykernel" in err and len(err.splitlines()) == 1
 
 def test_notebook_runners_are_plain_requirements():
-    "`--verify` and `pp_grade` work in a plain install: what they import is a runtime requirement."
+    """`--verify` and `pp_grade` work in a plain install: nbclient is a runtime requirement. ipykernel is not (every
+    Jupyter and Colab has one, and a floor of ours would upgrade Colab's under its running kernel)."""
     import configparser
     cfg = configparser.ConfigParser(); cfg.read(ROOT/"settings.ini")
-    reqs = cfg["DEFAULT"]["requirements"].split()
-    assert {"nbclient", "ipykernel"} <= {r.split(">")[0].split("<")[0].split("=")[0] for r in reqs}
+    reqs = {r.split(">")[0].split("<")[0].split("=")[0] for r in cfg["DEFAULT"]["requirements"].split()}
+    assert "nbclient" in reqs and "ipykernel" not in reqs
     assert "pp_grade=pytorch_playground.exercises:grade_cli" in cfg["DEFAULT"]["console_scripts"]
 
 # --- check messages ------------------------------------------------------------------------------
@@ -154,6 +202,24 @@ def test_check_carries_the_assert_message_and_its_kind():
         with pytest.raises(ExerciseFailed) as e: check("k", fn, hint="h")
         assert e.value.kind == kind and text in str(e.value) and str(e.value).startswith("✗ k: ")
         assert ex._LAST == dict(name="k", passed=False, kind=kind, reason=e.value.reason)
+
+def test_check_function_returning_false_fails():
+    "Issue 27: `return answer == 42` in a check used to print a pass."
+    with pytest.raises(ExerciseFailed, match="returned False"): check("k", lambda: False)
+    assert check("k", lambda: None) is True
+
+def test_failed_check_names_a_catalogued_mistake(monkeypatch):
+    import pytorch_playground.internals.exercises as ix
+    monkeypatch.setattr(ix, "_CATALOGUE_DATA", {"mistakes": {"t.1 double": [
+        {"mistake": "added instead of multiplied", "reason": "double(0) is 2, not 0"}]}})
+    def chk(double):
+        def _():
+            for x, y in [(0, 0), (1, 2), (5, 10)]:
+                if double(x) != y: raise AssertionError(f"double({x}) is {double(x)}, not {y}")  # pytest rewrites `assert`
+        return _
+    with pytest.raises(ExerciseFailed, match="a known mistake: added instead of multiplied"): check("t.1 double", chk(lambda x: x + 2), hint="h")
+    with pytest.raises(ExerciseFailed) as e: check("t.1 double", chk(lambda x: x + 3), hint="h")
+    assert "known mistake" not in str(e.value)  # another mistake: only the reason and the hint
 
 # --- pp_grade -----------------------------------------------------------------------------------
 def test_pp_grade_learner_copy_fails_and_source_passes(tmp_path, capsys):
@@ -216,3 +282,32 @@ def test_ci_reports_a_reference_that_fails_when_run_twice(tmp_path):
              nbformat.v4.new_code_cell('@check("t.3 one entry")\ndef _(): assert log == [1], f"log is {log}, expected [1]"')]
     rep = ec.check_notebook(course(tmp_path, cells)/"demo.ipynb")
     assert any("second time" in p for p in rep["problems"]) and not rep["wrong"], rep["problems"]
+
+def _grade(args, capsys):
+    with pytest.raises(SystemExit) as e: grade_cli([str(a) for a in args])
+    return e.value.code, capsys.readouterr().out
+
+def _learner(tmp_path, solution: str) -> Path:
+    d = course(tmp_path); [p] = make_student_copies(d, tmp_path/"l")
+    nb = json.loads(p.read_text()); nb["cells"][1]["source"] = solution
+    p.write_text(json.dumps(nb)); return p
+
+def test_pp_grade_stops_an_endless_loop_and_still_prints_the_scorecard(tmp_path, capsys):
+    "Issue 27: an endless loop used to wait 600 s per cell and print no scorecard."
+    p = _learner(tmp_path, "while True: pass")
+    code, out = _grade([p, "--timeout", "3"], capsys)
+    assert code == 1 and "cell 2 was stopped at the time limit" in out and "0 of 1 exercises pass" in out, out
+
+def test_pp_grade_names_a_dead_kernel(tmp_path, capsys):
+    p = _learner(tmp_path, "import os; os._exit(1)")
+    code, out = _grade([p], capsys)
+    assert code == 1 and "the kernel died while running cell 2" in out and "0 of 1 exercises pass" in out, out
+
+def test_pp_grade_grades_against_the_course_list(tmp_path, capsys, monkeypatch):
+    "Issue 27: a deleted check cell made its exercise vanish from the scorecard."
+    import pytorch_playground.internals.exercises as ix
+    monkeypatch.setattr(ix, "_CATALOGUE_DATA", {"chapters": {"demo.ipynb": ["t.1 double"]}})
+    p = _learner(tmp_path, "def double(x): return 2 * x")
+    nb = json.loads(p.read_text()); del nb["cells"][2]; p.write_text(json.dumps(nb))
+    code, out = _grade([p], capsys)
+    assert code == 1 and "- t.1 double: did not run" in out and "0 of 1 exercises pass" in out, out
