@@ -165,6 +165,7 @@ def test_conv_with_batchnorm_accepts_pairs_and_zero_padding():
     ((0, 3, 1, 1), "size must be a positive int"),
     ((28.0, 3, 1, 0), "size must be a positive int"),
     ((28, 3, 1, 1.5), "padding must be an int >= 0"),
+    ((28, 3, 1, (1, 1)), "padding must be an int >= 0"),
 ])
 def test_conv_output_size_refuses_meaningless_arguments(args, match):
     with pytest.raises(ValueError, match=match):
@@ -189,7 +190,7 @@ def test_stacks_refuse_bad_sizes(cls, args):
         cls(*args)
 
 
-@pytest.mark.parametrize("a,b", [(float("nan"), 0.1), (-0.1, float("inf")), ("0", 1), (None, 1)])
+@pytest.mark.parametrize("a,b", [(float("nan"), 0.1), (-0.1, float("inf")), ("0", 1), ([0], 1)])
 def test_init_weights_bounds_must_be_finite_numbers(a, b):
     with pytest.raises(ValueError, match="finite number"):
         init_weights(nn.Linear(2, 2), "uniform", a=a, b=b)
@@ -200,3 +201,103 @@ def test_init_weights_needs_a_module_instance():
         init_weights(nn.Linear, "kaiming")
     with pytest.raises(TypeError, match="module instance"):
         init_weights(torch.zeros(2, 2))
+
+
+# --- issue 27: init_weights skipped ConvTranspose layers silently
+@pytest.mark.parametrize("cls,args", [(nn.ConvTranspose1d, (3, 4, 3)), (nn.ConvTranspose2d, (3, 4, 3)), (nn.ConvTranspose3d, (2, 3, 2))])
+def test_init_weights_initialises_transposed_convolutions(cls, args):
+    m = nn.Sequential(cls(*args), nn.ReLU())
+    init_weights(m, "uniform", a=0.5, b=0.6)
+    assert m[0].weight.min() >= 0.5 and m[0].weight.max() <= 0.6
+    assert torch.equal(m[0].bias.detach(), torch.zeros_like(m[0].bias))
+
+
+def test_init_weights_warns_naming_layers_it_leaves_alone():
+    m = nn.Sequential(nn.Embedding(10, 4), nn.LSTM(4, 4), nn.Linear(4, 2), nn.LayerNorm(2), nn.BatchNorm1d(2))
+    with pytest.warns(UserWarning, match="Embedding, LSTM") as rec:
+        init_weights(m)
+    assert not any("LayerNorm" in str(w.message) or "BatchNorm" in str(w.message) for w in rec)
+
+
+def test_init_weights_is_quiet_when_everything_is_initialised():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init_weights(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 2), nn.LayerNorm(2)))
+
+
+# --- sweep of user mistakes (issue 27, own round): each an error naming the cause and the fix
+def test_init_weights_bounds_with_another_scheme_are_refused():
+    with pytest.raises(ValueError, match="scheme='uniform'"):
+        init_weights(nn.Linear(2, 2), a=-0.2, b=0.2)          # would silently be Kaiming
+
+
+def test_init_weights_default_uniform_bounds_unchanged():
+    torch.manual_seed(0)
+    m = init_weights(nn.Linear(300, 300), "uniform")
+    assert -0.1 <= m.weight.min() < -0.099 and 0.099 < m.weight.max() <= 0.1
+
+
+def test_init_weights_function_as_scheme_points_to_apply():
+    with pytest.raises(ValueError, match=r"model.apply\(fn\)"):
+        init_weights(nn.Linear(2, 2), nn.init.xavier_uniform_)
+
+
+@pytest.mark.parametrize("fn", [count_parameters, init_weights])
+def test_parameters_instead_of_model_names_the_fix(fn):
+    with pytest.raises(TypeError, match=r"not model.parameters\(\)"):
+        fn(nn.Linear(2, 2).parameters())
+
+
+def test_channels_last_input_names_permute():
+    with pytest.raises(ValueError, match=r"x.permute\(0, 3, 1, 2\)"):
+        ConvWithBatchNorm(3, 8, 3)(torch.randn(2, 32, 32, 3))
+
+
+def test_batch_without_channel_axis_names_unsqueeze():
+    with pytest.raises(ValueError, match=r"x.unsqueeze\(1\)"):
+        ConvWithBatchNorm(1, 8, 3)(torch.randn(16, 28, 28))
+    with pytest.raises(ValueError, match=r"x.unsqueeze\(0\)"):
+        ConvWithBatchNorm(1, 8, 3)(torch.randn(28, 28))
+
+
+@pytest.mark.parametrize("dtype,match", [(torch.uint8, r"x.float\(\) / 255"), (torch.int64, r"x.float\(\)"),
+                                         (torch.float64, r"x.to\(torch.float32\)")])
+def test_wrong_input_dtype_names_the_conversion(dtype, match):
+    with pytest.raises(TypeError, match=match):
+        ConvWithBatchNorm(3, 8, 3)(torch.zeros(2, 3, 8, 8, dtype=dtype))
+
+
+def test_double_model_takes_double_input():
+    assert ConvWithBatchNorm(3, 8, 3).double()(torch.zeros(2, 3, 8, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_batch_of_one_under_batch_norm_names_eval_and_drop_last():
+    layer = ConvWithBatchNorm(3, 4, 3, batch_norm=True)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        layer(torch.randn(1, 3, 3, 3))                       # one value per channel
+    assert layer.eval()(torch.randn(1, 3, 3, 3)).shape == (1, 4, 1, 1)
+
+
+def test_unbatched_image_with_batch_norm():
+    layer = ConvWithBatchNorm(3, 4, 3, batch_norm=True)
+    out = layer(torch.randn(3, 8, 8))
+    assert out.shape == (4, 6, 6)
+    torch.testing.assert_close(out.mean((1, 2)), torch.zeros(4), atol=1e-5, rtol=0)
+
+
+def test_padding_same_names_the_number():
+    with pytest.raises(ValueError, match="padding=2"):
+        ConvWithBatchNorm(3, 8, 5, padding="same")
+    with pytest.raises(ValueError, match="padding=1"):
+        conv_output_size(28, 3, 1, "same")
+
+
+def test_conv_output_size_pair_says_once_per_side():
+    with pytest.raises(ValueError, match="once per side"):
+        conv_output_size(28, (3, 3))
+
+
+def test_non_tensor_input_to_the_block():
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        ConvWithBatchNorm(1, 2, 3)([[0.0] * 5] * 5)
