@@ -1,13 +1,14 @@
 # Two commands for a fresh machine (Python >= settings.ini's min_python, pip, the package registries):
-#   make lab     set up .venv and open the course in JupyterLab
-#   make test    set up .venv and run the whole test suite (what CI runs, less the floor-version run)
+#   make lab     set up .venv, write your learner copies (only those missing) and open them in JupyterLab
+#   make test    set up .venv and run the whole test suite (what CI runs, less the floor and Colab runs)
 #   make compat  every notebook on the floor versions of settings.ini, in a separate venv (_work/compat/)
+#   make colab   every notebook on Colab's package set, installed as the Colab cells do (_work/colab/)
 PYTHON ?= $(shell command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 MIN_PYTHON := $(shell sed -n 's/^min_python *= *//p' settings.ini)
 
-.PHONY: lab test install export clean-nbs student bench docs nb readme compat chromium
+.PHONY: lab test install export clean-nbs student bench docs nb readme compat colab chromium colab-cells
 
 $(BIN)/activate:
 	@$(PYTHON) -c "import sys; v = tuple(map(int, '$(MIN_PYTHON)'.split('.'))); sys.exit(0 if sys.version_info[:2] >= v else \
@@ -25,8 +26,10 @@ install: $(VENV)/.installed
 # Jupyter refuses to run as root unless told to (containers and CI machines often are root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# learner/ holds your copies of the chapters, solutions removed: written when missing, never replaced
 lab: install
-	$(BIN)/jupyter lab $(ROOT_FLAG) nbs/
+	$(BIN)/pp_student_copies nbs learner
+	$(BIN)/jupyter lab $(ROOT_FLAG) learner/
 
 # The browser check drives JupyterLab in Chromium: use the system's, else install Debian's (as root)
 # or Playwright's own; if none can be had, .ci/checks.py skips that one check and says why.
@@ -43,14 +46,22 @@ test: install chromium
 compat:
 	$(PYTHON) .ci/compat.py
 
+# Needs only a Python (the newest on the machine is used; Colab's is 3.13)
+colab:
+	$(PYTHON) .ci/colab.py
+
 export: install
 	$(BIN)/nbdev_export
 
 clean-nbs: install
 	$(BIN)/nbdev_clean
 
-student: install  # `make student FORCE=--force` replaces existing learner copies (and any work in them)
-	$(BIN)/pp_student_copies nbs learner $(FORCE)
+student: install  # `make student RESET="--reset 01_autograd.ipynb"` starts a copy afresh (the old one goes to learner/backup/)
+	$(BIN)/pp_student_copies nbs learner $(RESET)
+
+# Every chapter's badge and install cell from settings.ini's git_url, solutions folded for the docs, student/ rewritten
+colab-cells: install
+	$(BIN)/python .ci/colab_cells.py
 
 bench: install
 	$(BIN)/python .ci/bench.py

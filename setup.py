@@ -42,6 +42,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data = True,
+    package_data = {cfg['lib_path']: ['exercises.json']},  # the exercise catalogue that `check` and `pp_grade` read
     install_requires = requirements,
     extras_require={'export': export_requirements, 'lightning': lightning_requirements, 'dev': dev_requirements},
     dependency_links = cfg.get('dep_links','').split(),

@@ -240,12 +240,19 @@ def step_docs():
     record("nbdev_proc_nbs wrote every chapter", proc_links)
 
 def step_colab():
-    for p in notebooks():
-        if p.name == "index.ipynb": continue
+    "Issue 23: every badge and install cell from settings.ini's git_url, solutions folded, student/ current."
+    import colab_cells as cc
+    cfg = cc.settings()
+    for p in cc.chapters():
         def f(p=p):
-            probs = lp.colab_problems(p)
-            if probs: raise AssertionError("; ".join(probs))
-        record(f"Colab badge and guarded install cell: {p.name}", f)
+            probs = cc.sync(p, cfg, write=False)
+            if probs: raise AssertionError("; ".join(probs) + ": run `python .ci/colab_cells.py` and commit")
+            print(f"      {cc.pip_line(json.loads(p.read_text(encoding='utf-8')), cfg)}")
+        record(f"Colab badge and install cell from settings.ini's git_url, solutions folded: {p.name}", f)
+    def g():
+        drift = cc.student_drift()
+        if drift: raise AssertionError("; ".join(drift[:6]) + ": run `python .ci/colab_cells.py` and commit student/")
+    record("student/ holds a current solution-free copy of every chapter (what the Colab badges open)", g)
 
 def step_figures():
     "Issue 15: a measured-looking figure in the prose must be printed by a cell (or stand in code)."
@@ -300,18 +307,32 @@ def step_compat():
     for nb, ok in res["results"].items():
         RESULTS.append((f"nbdev_test on the floor versions: {nb}", ok, 0.0, "" if ok else "see _work/compat/compat.log"))
 
+def step_colab_job():
+    "Issue 23: the course installed as Colab's cells install it, on Colab's package versions (.ci/colab.py, `make colab`)."
+    out = Path(tempfile.mkdtemp())/"colab.json"
+    t0 = time.perf_counter()
+    r = sh([sys.executable, ROOT/".ci/colab.py", "--json", out], timeout=2400)
+    print("      " + (r.stdout + r.stderr).strip()[-5000:].replace("\n", "\n      "))
+    if not out.exists():
+        RESULTS.append(("make colab: the Colab package set installs", False, time.perf_counter() - t0, r.stderr[-2000:])); return
+    res = json.loads(out.read_text())
+    RESULTS.append((f"make colab: Colab's package set ({res['date']}) on Python {res['python']}", True, 0.0, ""))
+    RESULTS.append(("make colab: the install cells change no preinstalled package", not res["changed"], 0.0, str(res["changed"])))
+    for nb, ok in res["results"].items():
+        RESULTS.append((f"Colab package set, slow cells included: {nb}", ok, 0.0, "" if ok else "see _work/colab/colab.log"))
+
 STEPS = {"export": step_export, "clean": step_clean, "hygiene": step_hygiene, "readme": step_readme,
          "colab": step_colab, "nbdev_test": step_nbdev_test, "proc_nbs": step_proc_nbs, "docs": step_docs,
          "kernel": step_kernel, "browser": step_browser, "learner": step_learner_copies,
          "exercises": lambda: __import__("exercise_checks").ci_step(record),
          "pytest": step_pytest, "figures": step_figures, "python_floor": step_python_floor,
          "scratch": step_scratch,
-         "compat": step_compat}
+         "compat": step_compat, "colab_job": step_colab_job}
 # `make compat` (a separate venv with the floor versions) is run on its own, after the main suite: .ci/run does both
 # nbdev_test on its own is not repeated in the main suite: `make compat` runs it over every notebook (after the
 # main suite), and here the `kernel` step executes the same cells (nbdev's skip flags) and compares the outputs,
 # and the `exercises` step runs every chapter again with its checks. `--only nbdev_test` still runs it.
-NOT_BY_DEFAULT = {"compat", "nbdev_test"}
+NOT_BY_DEFAULT = {"compat", "nbdev_test", "colab_job"}
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
