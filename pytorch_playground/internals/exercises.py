@@ -206,6 +206,8 @@ def _strip_meta(obj, where: str):
 
 # %% ../../nbs/internals/exercises.ipynb #3ac40057
 #| include: false
+_DOCS_ONLY = ("#| code-fold: true", '#| code-summary: "Solution"')  # the docs fold solutions; a learner copy has none
+
 def learner_notebook(path) -> dict:
     "The learner copy of one notebook, in memory: solutions stubbed, wrong answers gone, outputs cleared."
     path = Path(path)
@@ -218,6 +220,7 @@ def learner_notebook(path) -> dict:
         if is_code: cell["outputs"], cell["execution_count"] = [], None
         if is_code and any(b["kind"] == "solution" for b in blocks):
             cell["metadata"].setdefault("tags", []).append("exercise")
+            cell["source"] = "\n".join(l for l in cell["source"].splitlines() if l.strip() not in _DOCS_ONLY)
     nb["metadata"] = _strip_meta(nb.get("metadata", {}), path.name)
     return nb
 
