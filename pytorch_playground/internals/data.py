@@ -227,7 +227,7 @@ def _check_images(xb: torch.Tensor):
         raise ValueError(f"mean_std needs images [N, C, H, W], got a batch of shape {tuple(xb.shape)}: {fix}")
     if xb.shape[-1] in (1, 3, 4) and xb.shape[1] > 4:
         raise ValueError(f"mean_std got a batch of shape {tuple(xb.shape)}, which looks channels-last [N, H, W, C] (as NumPy and PIL "
-                         f"store images): it would give one value per image column; reorder with x.permute(0, 3, 1, 2)")
+                         f"store images): it would give one value per row of pixels; reorder with x.permute(0, 3, 1, 2)")
     if not xb.is_floating_point():
         raise ValueError(f"mean_std got {xb.dtype} images: convert them to floats in [0, 1] first (x.float() / 255, "
                          f"or v2.ToDtype(torch.float32, scale=True)), the scale Normalize will see")
