@@ -20,26 +20,7 @@ from .internals.fitting import (
     _is_distributed, _all_sum, _all_gather, _on_main, _tqdm, _bar)
 
 # %% auto #0
-__all__ = ['accuracy', 'FitState', 'fit']
-
-# %% ../nbs/04c_inside_fit.ipynb #7b96db25
-def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilities)
-             targets: torch.Tensor,  # [N] class indices
-            ) -> float:
-    "The share of rows of `logits` whose highest score is the target class, a float in [0, 1]."
-    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
-        raise TypeError(f"accuracy needs two tensors, got {type(logits).__name__} and {type(targets).__name__}: "
-                        "convert with torch.as_tensor(...)")
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        raise ValueError("accuracy got logits of shape [N, 1], one score per row: that is a binary classifier, whose "
-                         "argmax is always 0. Threshold it instead: ((logits.squeeze(1) > 0).long() == targets).float().mean()")
-    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
-        raise ValueError(f"accuracy needs logits [N, C] and targets [N], got {tuple(logits.shape)} and "
-                         f"{tuple(targets.shape)}: pass class scores and class indices")
-    if len(targets) == 0:
-        raise ValueError("accuracy of an empty batch (0 rows) is undefined: pass at least one row "
-                         "(check the loader's batch_size and drop_last)")
-    return (logits.argmax(dim=1) == targets).sum().item() / len(targets)
+__all__ = ['FitState', 'accuracy', 'fit']
 
 # %% ../nbs/04c_inside_fit.ipynb #f5a7e002
 @dataclass(eq=False)
@@ -71,6 +52,25 @@ class FitState(_FitObjects):
     def __repr__(self):
         return (f"FitState(epoch={self.epoch}/{self.epochs}, batch_idx={self.batch_idx}, step={self.step}, "
                 f"loss={self.loss:.4g}, is_main={self.is_main})")
+
+# %% ../nbs/04c_inside_fit.ipynb #7b96db25
+def accuracy(logits: torch.Tensor,   # [N, C] class scores (logits or probabilities)
+             targets: torch.Tensor,  # [N] class indices
+            ) -> float:
+    "The share of rows of `logits` whose highest score is the target class, a float in [0, 1]."
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(f"accuracy needs two tensors, got {type(logits).__name__} and {type(targets).__name__}: "
+                        "convert with torch.as_tensor(...)")
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        raise ValueError("accuracy got logits of shape [N, 1], one score per row: that is a binary classifier, whose "
+                         "argmax is always 0. Threshold it instead: ((logits.squeeze(1) > 0).long() == targets).float().mean()")
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(f"accuracy needs logits [N, C] and targets [N], got {tuple(logits.shape)} and "
+                         f"{tuple(targets.shape)}: pass class scores and class indices")
+    if len(targets) == 0:
+        raise ValueError("accuracy of an empty batch (0 rows) is undefined: pass at least one row "
+                         "(check the loader's batch_size and drop_last)")
+    return (logits.argmax(dim=1) == targets).sum().item() / len(targets)
 
 # %% ../nbs/04c_inside_fit.ipynb #3a9f7e02
 @dataclass
@@ -203,6 +203,65 @@ def _check_finite(rec: dict):
                                  "check valid_dl for nan/inf inputs and each metric for a division by zero, or lower "
                                  "the learning rate; last.pt keeps the previous epoch")
 
+# %% ../nbs/04c_inside_fit.ipynb #9f4a1c37
+def _end_epoch(state: FitState, net, metrics, sums, outs, ys, ckpt, monitor, mode, scaler) -> dict:
+    "Record the epoch, check it is finite, step the scheduler, write best.pt and last.pt."
+    t_sum, t_n, v_sum, v_n = _all_sum(sums, state.device)
+    if v_n == 0: raise ValueError("valid_dl yielded no batches: it is empty (check the data set and batch_size)")
+    rec = {"epoch": state.epoch, "train_loss": t_sum / t_n, "valid_loss": v_sum / v_n, **_epoch_metrics(metrics, outs, ys)}
+    _check_finite(rec)
+    sch = state.scheduler
+    if sch is not None and not isinstance(sch, _PER_BATCH_SCHEDULERS):
+        sch.step(rec["valid_loss"]) if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau) else sch.step()
+    state.history.append(rec)
+    improved = rec[monitor] < state.best if mode == "min" else rec[monitor] > state.best
+    if improved: state.best = rec[monitor]
+    if ckpt is not None:
+        if state.is_main:
+            if improved: _atomic_save(net.state_dict(), ckpt / "best.pt")
+            _atomic_save(_last_state(state, net, scaler, monitor, mode), ckpt / "last.pt")
+        state.saved = state.epoch
+        if _is_distributed(): dist.barrier()  # no rank reads a checkpoint before rank 0 has finished writing it
+    return rec
+
+# %% ../nbs/04c_inside_fit.ipynb #f5a7e029
+def _last_state(state: FitState, net, scaler, monitor, mode) -> dict:
+    opt, sch = state.opt, state.scheduler
+    return {"format": _CKPT_FORMAT, "epoch": state.epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),
+            "opt_class": type(opt).__name__, "scheduler": sch.state_dict() if sch is not None else {},
+            "scheduler_class": type(sch).__name__ if sch is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else {}, "history": state.history,
+            "best": state.best, "monitor": monitor, "mode": mode, "step": state.step,
+            "rng": _rng_state(state.device), "loader_rng": [g.get_state() for g in _generators(state.train_dl)]}
+
+# %% ../nbs/04c_inside_fit.ipynb #0c6e2a49
+def _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode):
+    "Check checkpoint_dir and, with resume=True, check then restore last.pt; return the folder (or None)."
+    state.start, state.saved, state.best = 0, None, math.inf if mode == "min" else -math.inf
+    ckpt = _checkpoint_path(checkpoint_dir)
+    if ckpt is None:
+        if resume: raise ValueError("resume=True needs checkpoint_dir: the folder that holds last.pt")
+        return None
+    if resume:
+        path = ckpt / "last.pt"
+        ck = _read_last(path)
+        _check_last(ck, path, net, state.opt, state.scheduler, state.train_dl, monitor, mode)
+    _on_main(lambda: _prepare_dir(ckpt, resume, overwrite))
+    try:
+        if resume: _resume(state, plan, net, ck, path)
+    except BaseException:
+        _release_lock(ckpt); raise
+    return ckpt
+
+# %% ../nbs/04c_inside_fit.ipynb #f5a7e027
+def _resume(state: FitState, plan: _Plan, net, ck: dict, path: Path):
+    "Restore a checked last.pt, and continue after the epochs it holds."
+    _restore(ck, path, net, state.opt, state.scheduler, plan.scaler, state.train_dl, state.device)
+    state.step, state.history, state.best = ck["step"], list(ck["history"]), ck["best"]
+    state.start = ck["epoch"]
+    if state.is_main and state.start >= state.epochs:
+        print(f"last.pt already holds {state.start} epochs (epochs={state.epochs}): nothing to train")
+
 # %% ../nbs/04c_inside_fit.ipynb #c5c0355f
 def fit(model: nn.Module,                 # the network to train (a DDP-wrapped or compiled model works too)
         train_dl: Iterable,               # yields (inputs, targets) batches; inputs a tensor, tuple or dict of tensors
@@ -257,65 +316,6 @@ def _setup(model, opt, scheduler, loss_fn, train_dl, valid_dl, device, epochs, c
                  scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, max_grad_norm=max_grad_norm,
                  metrics=metrics)
     return state, plan, net
-
-# %% ../nbs/04c_inside_fit.ipynb #0c6e2a49
-def _open_checkpoints(state, plan, net, checkpoint_dir, resume, overwrite, monitor, mode):
-    "Check checkpoint_dir and, with resume=True, check then restore last.pt; return the folder (or None)."
-    state.start, state.saved, state.best = 0, None, math.inf if mode == "min" else -math.inf
-    ckpt = _checkpoint_path(checkpoint_dir)
-    if ckpt is None:
-        if resume: raise ValueError("resume=True needs checkpoint_dir: the folder that holds last.pt")
-        return None
-    if resume:
-        path = ckpt / "last.pt"
-        ck = _read_last(path)
-        _check_last(ck, path, net, state.opt, state.scheduler, state.train_dl, monitor, mode)
-    _on_main(lambda: _prepare_dir(ckpt, resume, overwrite))
-    try:
-        if resume: _resume(state, plan, net, ck, path)
-    except BaseException:
-        _release_lock(ckpt); raise
-    return ckpt
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e027
-def _resume(state: FitState, plan: _Plan, net, ck: dict, path: Path):
-    "Restore a checked last.pt, and continue after the epochs it holds."
-    _restore(ck, path, net, state.opt, state.scheduler, plan.scaler, state.train_dl, state.device)
-    state.step, state.history, state.best = ck["step"], list(ck["history"]), ck["best"]
-    state.start = ck["epoch"]
-    if state.is_main and state.start >= state.epochs:
-        print(f"last.pt already holds {state.start} epochs (epochs={state.epochs}): nothing to train")
-
-# %% ../nbs/04c_inside_fit.ipynb #9f4a1c37
-def _end_epoch(state: FitState, net, metrics, sums, outs, ys, ckpt, monitor, mode, scaler) -> dict:
-    "Record the epoch, check it is finite, step the scheduler, write best.pt and last.pt."
-    t_sum, t_n, v_sum, v_n = _all_sum(sums, state.device)
-    if v_n == 0: raise ValueError("valid_dl yielded no batches: it is empty (check the data set and batch_size)")
-    rec = {"epoch": state.epoch, "train_loss": t_sum / t_n, "valid_loss": v_sum / v_n, **_epoch_metrics(metrics, outs, ys)}
-    _check_finite(rec)
-    sch = state.scheduler
-    if sch is not None and not isinstance(sch, _PER_BATCH_SCHEDULERS):
-        sch.step(rec["valid_loss"]) if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau) else sch.step()
-    state.history.append(rec)
-    improved = rec[monitor] < state.best if mode == "min" else rec[monitor] > state.best
-    if improved: state.best = rec[monitor]
-    if ckpt is not None:
-        if state.is_main:
-            if improved: _atomic_save(net.state_dict(), ckpt / "best.pt")
-            _atomic_save(_last_state(state, net, scaler, monitor, mode), ckpt / "last.pt")
-        state.saved = state.epoch
-        if _is_distributed(): dist.barrier()  # no rank reads a checkpoint before rank 0 has finished writing it
-    return rec
-
-# %% ../nbs/04c_inside_fit.ipynb #f5a7e029
-def _last_state(state: FitState, net, scaler, monitor, mode) -> dict:
-    opt, sch = state.opt, state.scheduler
-    return {"format": _CKPT_FORMAT, "epoch": state.epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),
-            "opt_class": type(opt).__name__, "scheduler": sch.state_dict() if sch is not None else {},
-            "scheduler_class": type(sch).__name__ if sch is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else {}, "history": state.history,
-            "best": state.best, "monitor": monitor, "mode": mode, "step": state.step,
-            "rng": _rng_state(state.device), "loader_rng": [g.get_state() for g in _generators(state.train_dl)]}
 
 # %% ../nbs/04c_inside_fit.ipynb #1e7b3d82
 def _interactive() -> bool:
