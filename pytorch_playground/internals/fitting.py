@@ -53,6 +53,9 @@ def _whole(x) -> bool: return isinstance(x, numbers.Integral) and not isinstance
 def _check_loader(name: str, dl, epochs: int):
     "Raise when `dl` is not something fit can iterate once per epoch."
     if dl is None: raise ValueError(f"{name} is None: pass a loader of (inputs, targets) batches")
+    if isinstance(dl, torch.Tensor):
+        raise TypeError(f"{name} is a tensor, not a loader of (inputs, targets) batches: wrap inputs and targets, "
+                        f"{name}=DataLoader(TensorDataset(X, y), batch_size=64)")
     if isinstance(dl, torch.utils.data.Dataset) and not isinstance(dl, torch.utils.data.DataLoader):
         raise TypeError(f"{name} is a {type(dl).__name__}, a data set of single examples, not a loader of batches: "
                         f"wrap it, {name}=DataLoader(ds, batch_size=64{', shuffle=True' if name == 'train_dl' else ''})")
@@ -82,7 +85,11 @@ def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks
         raise ValueError(f"{type(loss_fn).__name__}(reduction='none') returns one loss per example, and fit needs one "
                          "number per batch to call backward on: use reduction='mean' (the default)")
     metrics = _check_metrics(metrics)
-    callbacks = list(callbacks or ())
+    if callbacks is None: callbacks = ()
+    if any(callable(getattr(callbacks, h, None)) for h in _HOOKS): callbacks = [callbacks]   # one callback, not in a list
+    if not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a list of callback objects, got a {type(callbacks).__name__}: callbacks=[cb]")
+    callbacks = list(callbacks)
     _check_names(metrics, callbacks, monitor)
     mode = infer_mode(monitor, mode)
     return epochs, grad_accum_steps, metrics, callbacks, mode
@@ -90,9 +97,8 @@ def _check_args(train_dl, valid_dl, epochs, grad_accum_steps, metrics, callbacks
 def _check_metrics(metrics) -> dict:
     "metrics as a dict of name -> function, or a clear error."
     if metrics is None: return {}
-    if callable(metrics) and not isinstance(metrics, dict): metrics = [metrics]
     if not isinstance(metrics, dict):
-        fns = list(metrics)
+        fns = [metrics] if callable(metrics) else list(metrics)
         names = ", ".join(f"{getattr(f, '__name__', 'name')!r}: {getattr(f, '__name__', 'fn')}" for f in fns[:3])
         raise TypeError(f"metrics must be a dict of name -> function, got a {type(metrics).__name__}: "
                         f"write metrics={{{names}}}")
@@ -129,7 +135,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 def _check_model_opt(net: nn.Module, opt):
-    "Raise when nothing can train: every parameter frozen, or an optimiser built on other parameters."
+    "Raise when nothing can train: not a model, every parameter frozen, or an optimiser built on other parameters."
+    if isinstance(net, type) and issubclass(net, nn.Module):
+        raise TypeError(f"model is the class {net.__name__}, not a network: pass an instance, e.g. model={net.__name__}(...)")
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a network with parameters), got a {type(net).__name__}: wrap a "
+                        "function in a Module, or pass the network itself")
     if isinstance(opt, type) or not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"opt must be an optimiser instance built on the model's parameters, got {opt!r}: "
                         "e.g. torch.optim.Adam(model.parameters(), lr=1e-3)")
@@ -147,6 +158,10 @@ _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_sch
 def _check_scheduler(scheduler, opt, train_dl, epochs: int, k: int):
     "Raise when the scheduler drives another optimiser, or OneCycleLR's steps do not fit the run."
     if scheduler is None: return
+    if isinstance(scheduler, type) or not callable(getattr(scheduler, "step", None)):
+        what = f"the class {scheduler.__name__}" if isinstance(scheduler, type) else f"a {type(scheduler).__name__}"
+        raise TypeError(f"scheduler is {what}, not a learning-rate scheduler built on opt: pass an instance, e.g. "
+                        "scheduler=torch.optim.lr_scheduler.StepLR(opt, step_size=5)")
     if getattr(scheduler, "optimizer", opt) is not opt:
         raise ValueError(f"the {type(scheduler).__name__} was built on another optimiser than the one passed to fit, so "
                          "it would never change this one's learning rate: build the scheduler on opt, after opt")
