@@ -111,7 +111,7 @@ def main():
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True); log = WORK/"colab.log"; log.write_text("")
     venv, t0 = WORK/"venv", time.perf_counter()
-    date = next((l for l in CONSTRAINTS.read_text().splitlines() if "release" in l), "").lstrip("# ").strip()
+    date = (m := re.search(r"release (\d{4}\.\d{2})", CONSTRAINTS.read_text())) and f"Colab {m[1]}" or "undated"
     pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", CONSTRAINTS.read_text(), re.M))
     python = newest_python()
     t = tree()
