@@ -29,8 +29,7 @@ def digits_tensors(size: int=28,          # side of the square images returned (
     "The bundled scikit-learn digits as float tensors [N, 1, size, size] in [0, 1]: (X_train, y_train, X_valid, y_valid)."
     from sklearn.datasets import load_digits  # imported here: importing the module stays fast
     from sklearn.model_selection import train_test_split
-    size, seed = _check_int("size", size), _check_int("seed", seed, low=0)
-    _check_valid_pct(valid_pct)
+    size, seed, valid_pct = _check_int("size", size), _check_int("seed", seed, low=0), _check_valid_pct(valid_pct)
     d = load_digits()
     X = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8: X = F.interpolate(X, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
@@ -94,7 +93,7 @@ class CSVImageDataset(Dataset):
         labels = _table_labels(df, label_col)         # stripped strings; empty labels refused
         self.classes = _class_names(labels, classes)  # sorted (as numbers if all are), or the given list
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        paths = _table_paths(df[path_col].astype(str).tolist(), root, allow_outside_root)
+        paths = _table_paths(df[path_col].tolist(), root, allow_outside_root)
         self.samples = [(p, self.class_to_idx[c]) for p, c in zip(paths, labels)]
         self.targets = [t for _, t in self.samples]
         self.transform, self.loader = _check_transform(transform), load_rgb

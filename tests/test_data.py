@@ -626,3 +626,36 @@ def test_sweep_in_memory_loader_generator_and_dataset(photos):
         InMemoryLoader(x for x in range(3))
     with pytest.raises(TypeError, match="for a Dataset use DataLoader"):
         InMemoryLoader(ImageDataset(str(photos/"*"), 8))
+
+
+def test_sweep_numpy_valid_pct_accepted():
+    X_train, _, X_valid, _ = digits_tensors(size=8, valid_pct=np.float32(0.2))
+    assert len(X_valid) == 360
+
+
+def test_sweep_show_batch_label_forms():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"y has shape \(2, 2\).*y\.argmax\(1\)"):
+        show_batch(x, torch.eye(2), classes=["a", "b"])
+    with pytest.raises(ValueError, match="pass them as y without classes="):
+        show_batch(x, ["cat", "dog"], classes=["cat", "dog"])
+    fig = show_batch(x, ["cat", "dog"])  # names given directly
+    assert [t.get_text() for t in fig.axes[0].texts] == ["cat", "dog"]
+    plt.close(fig)
+
+
+def test_sweep_csv_rows_without_path(tmp_path):
+    d = _csv_images(tmp_path)
+    (d/"t.csv").write_text("path,class\na.png,x\n,y\n")
+    with pytest.raises(ValueError, match=r"1 rows have no path \(rows \[1\]"):
+        CSVImageDataset(d/"t.csv")
+
+
+def test_sweep_missing_file_and_numpy_denormalize(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.png' does not exist .*download a URL first"):
+        load_rgb(tmp_path/"nope.png")
+    with pytest.raises(ValueError, match="convert NumPy arrays with torch.from_numpy"):
+        denormalize(np.zeros((3, 4, 4), np.float32), 0.5, 0.5)

@@ -23,15 +23,16 @@ def _check_int(name: str, value, low: int=1) -> int:
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
 
-def _check_valid_pct(valid_pct, n: int=1797, n_classes: int=10):
+def _check_valid_pct(valid_pct, n: int=1797, n_classes: int=10) -> float:
     "valid_pct must be a fraction that leaves every class an image on both sides of the split."
-    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 < valid_pct < 1:
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float, np.integer, np.floating)) or not 0 < valid_pct < 1:
         raise ValueError(f"valid_pct is the share of images kept for validation, a fraction strictly between 0 and 1 "
                          f"(0.2 keeps 20 %), got {valid_pct!r}")
     n_valid = math.ceil(valid_pct * n)
     if min(n_valid, n - n_valid) < n_classes:
         raise ValueError(f"valid_pct={valid_pct} keeps {n_valid} of {n} images for validation: each side of the split needs at least "
                          f"one image of each of the {n_classes} classes, so use a value between {n_classes / n:.3f} and {1 - n_classes / n:.3f}")
+    return float(valid_pct)
 
 def _check_prob(name: str, p) -> float:
     "A probability: a number between 0 and 1."
@@ -82,7 +83,9 @@ def _pil_errors(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels raises instead
             yield path
-    except FileNotFoundError: raise
+    except FileNotFoundError:
+        raise FileNotFoundError(f"'{path}' does not exist (relative paths start from the working folder '{Path.cwd()}'): "
+                                f"check the path; load_rgb reads local files, so download a URL first") from None
     except Image.DecompressionBombError:
         raise ValueError(f"'{path}' declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels (a possible decompression "
                          f"bomb): if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS") from None
@@ -200,9 +203,11 @@ def _class_names(labels: list[str], classes=None) -> list[str]:
     names = set(labels)
     return sorted(names, key=float) if all(_number(c) is not None for c in names) else sorted(names)  # '2' before '10'
 
-def _table_paths(paths: list[str], root: Path, allow_outside_root: bool) -> list[Path]:
-    "Each path joined to root; a path whose real location is outside root's is refused unless allowed; missing files are named."
-    base, out = os.path.realpath(root), []
+def _table_paths(paths: list, root: Path, allow_outside_root: bool) -> list[Path]:
+    "Each path joined to root; empty paths, paths whose real location is outside root's (unless allowed) and missing files are errors."
+    empty = [i for i, p in enumerate(paths) if p is None or (isinstance(p, float) and math.isnan(p)) or str(p).strip() == ""]
+    if empty: raise ValueError(f"{len(empty)} rows have no path (rows {empty[:5]}, counting from 0): fill them in or drop them")
+    paths, base, out = [str(p) for p in paths], os.path.realpath(root), []
     for i, p in enumerate(paths):
         full = os.path.realpath(Path(root)/p)  # follows links and '..': where the file really is
         if not allow_outside_root and (Path(p).is_absolute() or os.path.commonpath([base, full]) != base):
@@ -271,7 +276,8 @@ def _check_pair(image, mask, size: int):
 def _check_stats(x, mean, std):
     "mean and std as 1-d tensors on x's device, one value per channel of the float images x (or one for all)."
     if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 3:
-        raise ValueError(f"denormalize needs float images [..., C, H, W], got {getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
+        raise ValueError(f"denormalize needs float images [..., C, H, W] as a tensor, got {type(x).__name__} {getattr(x, 'dtype', '')} "
+                         f"of shape {tuple(getattr(x, 'shape', ()))}: convert NumPy arrays with torch.from_numpy, integers with .float()")
     try:
         mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(-1)
         std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(-1)
@@ -290,7 +296,11 @@ def _check_batch(x, y, classes, nrow, max_n):
         fix = ": it looks channels-last, reorder with x.permute(0, 3, 1, 2)" if len(shape) == 4 and shape[-1] in (1, 3) else ""
         raise ValueError(f"show_batch needs images [N, C, H, W] with C = 1 or 3, got shape {shape}{fix}")
     if y is None: return
+    if (torch.is_tensor(y) or isinstance(y, np.ndarray)) and y.ndim != 1:
+        raise ValueError(f"y has shape {tuple(y.shape)}: pass one class index per image, e.g. y.argmax(1) for one-hot labels")
     n = min(len(x), max_n)
+    if classes is not None and not all(isinstance(v, (int, np.integer)) or (torch.is_tensor(v) and not v.is_floating_point()) for v in y[:n]):
+        raise ValueError("with classes=, y holds class indices (whole numbers); to show names directly, pass them as y without classes=")
     if len(y) < n: raise ValueError(f"{len(y)} labels for {n} images: pass one label per image")
     if classes is not None:
         bad = [int(v) for v in y[:n] if not 0 <= int(v) < len(classes)]
@@ -307,7 +317,8 @@ def _labelled_grid(x: torch.Tensor, y, classes, nrow: int, pad: int=2):
     ncol = min(nrow, n)
     fig, ax = plt.subplots(figsize=(1.1 * ncol, 1.1 * ncol * grid.shape[1] / grid.shape[2]))
     ax.imshow(grid.permute(1, 2, 0).numpy()); ax.axis("off")
-    for k, label in enumerate(torch.as_tensor(y).tolist() if y is not None else []):
+    labels = [] if y is None else y.tolist() if torch.is_tensor(y) or isinstance(y, np.ndarray) else list(y)
+    for k, label in enumerate(labels):
         r, c = divmod(k, nrow)
         name = classes[label] if classes is not None else str(label)
         ax.text(c * (w + pad) + pad + w / 2, r * (h + strip + pad) + pad + h + strip / 2, name, ha="center", va="center", fontsize=8)
