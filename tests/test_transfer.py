@@ -179,3 +179,72 @@ def test_head_arguments(kw, msg):
                                      (dict(width=1.5), "width must be a whole number >= 1, got 1.5")])
 def test_small_conv_net_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg): SmallConvNet(**kw)
+
+
+# --- issue 27: no silent wrong result, errors that name the fix ---
+import warnings
+from pytorch_playground.internals.transfer import MissedParametersWarning
+
+def _step(model, opt, x):
+    opt.zero_grad(); model(x).sum().backward(); opt.step()
+
+def test_optimiser_built_before_unfreeze_warns_and_the_fixes_silence_it():
+    model = unfreeze(freeze(SmallConvNet(n_classes=5)), "fc")
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    unfreeze(model, "layer2")                                   # after the optimiser: it never trains layer2
+    x = torch.rand(4, 1, 16, 16)
+    with pytest.warns(MissedParametersWarning, match=r"unfreeze\('layer2'\).*add_param_group"): _step(model, opt, x)
+    with warnings.catch_warnings(): warnings.simplefilter("error"); _step(model, opt, x)   # warned once, not every step
+    opt.add_param_group({"params": model.layer2.parameters(), "lr": 1e-4})                  # fix 1: a group of their own
+    with warnings.catch_warnings(): warnings.simplefilter("error"); _step(model, opt, x)
+    before = model.layer2[0].weight.clone(); _step(model, opt, x)
+    assert not torch.equal(model.layer2[0].weight, before)
+    unfreeze(model, "layer1")
+    opt2 = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)     # fix 2: rebuild it
+    with warnings.catch_warnings(): warnings.simplefilter("error"); _step(model, opt2, x)
+
+def test_optimiser_built_before_replace_head_warns():
+    model = SmallConvNet(n_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    replace_head(model, 5)
+    with pytest.warns(MissedParametersWarning, match="replace_head"): _step(model, opt, torch.rand(2, 1, 16, 16))
+
+def test_right_order_and_other_models_do_not_warn():
+    model = unfreeze(replace_head(freeze(SmallConvNet(n_classes=10)), 5), "layer2")
+    opt = torch.optim.Adam([{"params": model.layer2.parameters(), "lr": 1e-4}, {"params": model.fc.parameters()}], lr=1e-3)
+    other = nn.Linear(3, 1); opt_other = torch.optim.SGD(other.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _step(model, opt, torch.rand(2, 1, 16, 16)); _step(other, opt_other, torch.rand(2, 3))
+
+def test_whole_pickled_model_says_how_to_load_it(hub_dir):
+    torch.save(models.resnet18(weights=None), hub_dir/"whole.pt")      # torch.save(model), not its state_dict
+    with pytest.raises(ValueError) as e: load_pretrained("resnet18", path=hub_dir/"whole.pt")
+    msg = str(e.value)
+    assert "torchvision.models.resnet.ResNet" in msg and "weights_only=False" in msg and "state_dict()" in msg
+    assert "delete" not in msg                                          # never tell a user to delete their own file
+    (hub_dir/"cut.pth").write_bytes(b"PK\x03\x04 cut short")
+    assert "delete" not in str(pytest.raises(ValueError, load_pretrained, "resnet18", path=hub_dir/"cut.pth").value)
+
+def test_sweep_of_user_mistakes(hub_dir):
+    sd = models.resnet18(weights=None).state_dict()
+    torch.save({"epoch": 3, "model": sd, "opt": {}}, hub_dir/"ckpt.pt")
+    with pytest.raises(ValueError, match=r"torch.save\(ckpt\['model'\]"): load_pretrained("resnet18", path=hub_dir/"ckpt.pt")
+    torch.save({"module." + k: v for k, v in sd.items()}, hub_dir/"ddp.pt")
+    with pytest.raises(ValueError, match="strip it"): load_pretrained("resnet18", path=hub_dir/"ddp.pt")
+    torch.save(replace_head(models.resnet18(weights=None), 5).state_dict(), hub_dir/"ft5.pt")
+    with pytest.raises(ValueError, match="another head"): load_pretrained("resnet18", path=hub_dir/"ft5.pt")
+    torch.save(sd["fc.weight"], hub_dir/"tensor.pt")
+    with pytest.raises(ValueError, match="holds a Tensor, not a state_dict"): load_pretrained("resnet18", path=hub_dir/"tensor.pt")
+    with pytest.raises(WeightsNotFound, match="is a folder"): load_pretrained("resnet18", path=hub_dir)
+    with pytest.raises(ValueError, match="weights=None"): load_pretrained("resnet18", None)
+    with pytest.raises(ValueError, match="separate arguments"): unfreeze(models.resnet18(weights=None), ["layer4", "fc"])
+    with pytest.raises(ValueError, match="name its module 'fc'"): unfreeze(models.resnet18(weights=None), "fc.weight")
+    import numpy as np
+    assert replace_head(models.resnet18(weights=None), np.int64(5)).fc[3].out_features == 5
+    with pytest.raises(ValueError, match="dropout"): replace_head(models.resnet18(weights=None), 5, dropout="0.2")
+
+def test_load_pretrained_expands_the_home_folder(hub_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(hub_dir))
+    torch.save(models.resnet18(weights=None).state_dict(), hub_dir/"w.pth")
+    assert load_pretrained("resnet18", path="~/w.pth").fc.out_features == 1000
