@@ -294,7 +294,7 @@ def test_compare_latency_arguments(exported, kw, msg):
 
 def test_dynamic_shapes_argument():
     "Axis 0 free with Dim.DYNAMIC, or no dynamic shapes at all; torch before 2.9 refuses an example batch of one."
-    from pytorch_playground.export import _TRACE_FALLBACK, _dynamic_shapes
+    from pytorch_playground.internals.export import _TRACE_FALLBACK, _dynamic_shapes
     assert _dynamic_shapes(torch.zeros(1, 3), dynamic_batch=False) is None
     assert _dynamic_shapes(torch.zeros(2, 3), dynamic_batch=True) == ({0: torch.export.Dim.DYNAMIC},)
     if _TRACE_FALLBACK:
@@ -323,7 +323,7 @@ def test_no_stack_traces_unless_asked(tmp_path):
 def test_stack_traces_stripped_inside_subgraphs(tmp_path):
     "An If node's branches are graphs of their own: their nodes lose their traces too, other metadata stays."
     from onnx import TensorProto, helper
-    from pytorch_playground.export import _strip_stack_traces
+    from pytorch_playground.internals.export import _strip_stack_traces
     def traced(node):
         node.metadata_props.add(key="pkg.torch.onnx.stack_trace", value='File "/home/alice/m.py", line 1')
         node.metadata_props.add(key="namespace", value="m")
@@ -341,3 +341,76 @@ def test_stack_traces_stripped_inside_subgraphs(tmp_path):
     assert not _traces(nodes)
     assert [p.key for n in nodes for p in n.metadata_props] == ["namespace"] * 3
     onnx.checker.check_model(m)
+
+
+# --- issue 27: export cases ---
+
+def test_tilde_in_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = nn.Sequential(nn.Linear(3, 2))
+    path = export_onnx(model, torch.randn(2, 3), "~/m.onnx")
+    assert path == tmp_path/"m.onnx" and path.is_file()
+    assert not (tmp_path/"~").exists()
+
+
+def test_opset_below_18_is_refused_naming_the_written_opset(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"opset_version=11 was asked for, but the exporter wrote opset \d+"):
+        export_onnx(model, torch.randn(2, 3), tmp_path/"m.onnx", opset_version=11)
+    assert not (tmp_path/"m.onnx").exists()
+
+
+def test_keyword_typo_is_named(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(TypeError, match=r"unknown keyword argument 'dynamic_batches': did you mean 'dynamic_batch'"):
+        export_onnx(model, torch.randn(2, 3), tmp_path/"m.onnx", dynamic_batches=False)
+    with pytest.raises(TypeError, match="sets 'dynamic_axes' itself"):
+        export_onnx(model, torch.randn(2, 3), tmp_path/"m.onnx", dynamic_axes={"input": {0: "batch"}})
+
+
+def test_example_without_batch_axis_is_named(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    x = torch.randn(5, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"needs a batch axis, e\.g\. x\[:1\]"):
+        export_onnx(model, x[0], tmp_path/"m.onnx")
+
+
+def test_compare_latency_input_shape_not_a_tuple(exported):
+    model, _, session = exported
+    with pytest.raises(TypeError, match=r"input_shape must be a tuple of sizes such as \(1, 28, 28\), got 4"):
+        compare_latency(model, session, 4)
+
+
+def test_uint8_model_exports_and_verifies(tmp_path):
+    "A model that converts raw pixels itself takes a uint8 example; an int example into a float model is named."
+    class Pixels(nn.Module):
+        def __init__(self): super().__init__(); self.lin = nn.Linear(4, 2)
+        def forward(self, x): return self.lin(x.float() / 255)
+    x = torch.randint(0, 256, (3, 4), dtype=torch.uint8)
+    model = Pixels()
+    path = export_onnx(model, x, tmp_path/"p.onnx")
+    assert verify_onnx(model, path, x) < 1e-5
+    with pytest.raises(TypeError, match="pass example_input.to"):
+        export_onnx(nn.Linear(4, 2), x, tmp_path/"q.onnx")
+
+
+def test_import_without_onnx_packages():
+    "The module imports without onnx/onnxruntime/onnxscript; using them names the extra."
+    import subprocess, sys
+    code = ("import sys; sys.modules['onnx'] = None; sys.modules['onnxruntime'] = None; sys.modules['onnxscript'] = None\n"
+            "import torch, pytorch_playground.export as e, pytorch_playground.tensorboard\n"
+            "try: e.export_onnx(torch.nn.Linear(2, 2), torch.zeros(2, 2), 'm.onnx')\n"
+            "except ImportError as err: print(err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'pip install "pytorch-playground[export]"' in out.stdout
+
+
+def test_http_request_validation():
+    import json
+    from pytorch_playground.internals.export import _parse_request
+    assert _parse_request(json.dumps({"pixels": [[[0] * 28] * 28] * 2}).encode()).shape == (2, 1, 28, 28)
+    for body, msg in ((b"not json", "not JSON"), (json.dumps({"pixels": [[1] * 28] * 27}).encode(), r"has shape \[27, 28\]"),
+                      (json.dumps({"pixels": [[300] * 28] * 28}).encode(), "0 to 255"),
+                      (json.dumps({"pixels": [[[0] * 28] * 28] * 300}).encode(), "a batch of 300 images")):
+        with pytest.raises(ValueError, match=msg): _parse_request(body)
