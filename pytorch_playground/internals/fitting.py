@@ -356,6 +356,11 @@ def _disk_full(e: BaseException) -> bool:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
     return isinstance(e, RuntimeError) and re.search(r"unexpected pos|failed writing|No space left", str(e)) is not None
 
+def _epochs_in(path: Path) -> str:
+    "', the state after N completed epochs' for a last.pt written by fit (on the error path only)."
+    try: return f", the state after {int(torch.load(path, map_location='cpu', weights_only=True)['epoch'])} completed epochs"
+    except Exception: return ""
+
 def _atomic_save(obj, path: Path):
     "torch.save `obj` to a temporary file beside `path`, then rename it over `path`."
     # a fresh name in the same folder (os.replace is only atomic within one file system);
@@ -369,7 +374,7 @@ def _atomic_save(obj, path: Path):
     except BaseException as e:
         with contextlib.suppress(OSError): os.unlink(tmp)
         if _disk_full(e):
-            kept = f"{path} still holds the previous save" if path.exists() else f"{path} was not written"
+            kept = f"{path} still holds the previous save{_epochs_in(path)}" if path.exists() else f"{path} was not written"
             raise OSError(errno.ENOSPC, f"the disk is full: saving {path.name} failed ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:120]}), and {kept}. Free space (or pass another checkpoint_dir), "
                           "then resume=True") from e
