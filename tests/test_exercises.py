@@ -311,3 +311,9 @@ def test_pp_grade_grades_against_the_course_list(tmp_path, capsys, monkeypatch):
     nb = json.loads(p.read_text()); del nb["cells"][2]; p.write_text(json.dumps(nb))
     code, out = _grade([p], capsys)
     assert code == 1 and "- t.1 double: did not run" in out and "0 of 1 exercises pass" in out, out
+
+def test_same_reason_tolerates_rounding_and_addresses():
+    from pytorch_playground.internals.exercises import same_reason
+    assert same_reason("loss 0.7991 at <function f at 0x7f86aa>", "loss 0.8003 at <function f at 0x7f1200>")
+    assert not same_reason("double(0) is 2, not 0", "double(0) is 3, not 0")  # integers must match
+    assert not same_reason("loss 0.79", "loss 0.99") and not same_reason("row 1 is wrong", "row 2 is wrong")

@@ -78,9 +78,11 @@ def _catalogue() -> dict:
     return _CATALOGUE_DATA
 
 _NUM = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_ADDR = re.compile(r"0x[0-9a-fA-F]+")
 
 def same_reason(a: str, b: str) -> bool:
-    "Whether two failure reasons say the same: equal text, equal integers, decimals within 5%."
+    "Whether two failure reasons say the same: equal text, equal integers, decimals within 5% (memory addresses ignored)."
+    a, b = _ADDR.sub("0x…", a), _ADDR.sub("0x…", b)
     if a == b: return True
     if _NUM.sub("#", a) != _NUM.sub("#", b): return False
     for x, y in zip(_NUM.findall(a), _NUM.findall(b)):
