@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from torch import Tensor
-from .internals.functions import _need_tensor, _as_float, _apply_only
+from .internals.functions import _need_tensor, _as_float, _apply_only, _no_args
 
 # %% auto #0
 __all__ = ['MyReLU', 'Binarizer', 'binarize_ste', 'XNORSign', 'BinaryActivation']
@@ -73,6 +73,7 @@ class XNORSign(torch.autograd.Function):
         return torch.where(x.abs() < 1, grad_output, torch.zeros_like(grad_output))
 
 # %% ../nbs/03_functions.ipynb #9b0480b7
+@_no_args
 class BinaryActivation(nn.Module):
     "A layer that binarizes its input to -1/0/+1 with `XNORSign` (straight-through gradient where |x| < 1)."
     def forward(self, x: Tensor) -> Tensor:

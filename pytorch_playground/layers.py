@@ -20,7 +20,7 @@ def count_parameters(model: nn.Module,            # any module
                      trainable_only: bool=False,  # count only parameters with requires_grad=True
                     ) -> int:
     "Number of scalar parameters in `model` (what `parameters()` yields, so unregistered layers are not counted)."
-    _check_module(model, "count_parameters")     # names the fix for a class or model.parameters()
+    _check_module(model, "count_parameters")     # a clear error for a class or model.parameters()
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/03a_layers.ipynb #75bdcaa2

@@ -190,3 +190,35 @@ def test_setup_context_functions_check_input_under_torch_func(fn):
         fn([0.2, 0.7])
     with pytest.raises(TypeError, match="torch.as_tensor"):
         fn(0.7)
+
+
+# --- the two slips of a learner that Python reports badly: an extra argument to .apply, a layer called as a constructor
+@pytest.mark.parametrize("call,fix", [
+    (lambda x: Binarizer.apply(x, 0.3), "Binarizer.apply(x - t + 0.5)"),
+    (lambda x: Binarizer.apply(x, threshold=0.3), "Binarizer.apply(x - t + 0.5)"),
+    (lambda x: XNORSign.apply(x, 1.0), "XNORSign.apply(x - t)"),
+    (lambda x: MyReLU.apply(x, 2), "pass x only"),
+    (lambda x: Binarizer.apply(), "takes 1 argument, x"),
+])
+def test_apply_with_wrong_arguments_names_the_fix(call, fix):
+    with pytest.raises(TypeError, match="takes 1 argument, x") as info:
+        call(torch.rand(3))
+    assert fix in str(info.value)
+
+
+def test_apply_guard_keeps_keyword_input_and_compile():
+    assert Binarizer.apply(x=torch.tensor([0.2, 0.9])).tolist() == [0.0, 1.0]
+    f = torch.compile(lambda t: (Binarizer.apply(t) + XNORSign.apply(t) + MyReLU.apply(t)).sum(), backend="eager", fullgraph=True)
+    x = torch.tensor([-2.0, 0.3, 0.7])
+    assert f(x).item() == (Binarizer.apply(x) + XNORSign.apply(x) + MyReLU.apply(x)).sum().item()
+
+
+@pytest.mark.parametrize("args,kwargs,match", [
+    ((torch.randn(3),), {}, r"build the layer, then call it: BinaryActivation\(\)\(x\)"),
+    ((0.5,), {}, r"takes no arguments \(it has no settings\): build it with BinaryActivation\(\)"),
+    ((), {"threshold": 0.5}, "takes no arguments"),
+])
+def test_binary_activation_called_as_constructor_names_the_fix(args, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        BinaryActivation(*args, **kwargs)
+    assert isinstance(BinaryActivation(), torch.nn.Module)

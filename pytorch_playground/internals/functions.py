@@ -4,6 +4,7 @@
 
 # %% ../../nbs/internals/functions.ipynb #9ce4e60b
 from __future__ import annotations
+import inspect
 import torch
 from torch import Tensor
 
@@ -26,10 +27,37 @@ def _as_float(x: Tensor, name: str) -> torch.dtype:
     return x.dtype if x.is_floating_point() else torch.float32
 
 # %% ../../nbs/internals/functions.ipynb #4db18978
+_APPLY_HINTS = {"Binarizer": "its threshold is fixed at 0.5; to threshold at t, shift the input: Binarizer.apply(x - t + 0.5)",
+                "XNORSign": "its threshold is fixed at 0; to threshold at t, shift the input: XNORSign.apply(x - t)"}
+
 def _apply_only(cls):
-    "Make `cls(x)` an error: an autograd Function is used as `cls.apply(x)`, never instantiated."
+    "Make `cls(x)` an error, and `cls.apply` with the wrong number of arguments a clear one."
     def __init__(self, *args, **kwargs):
         raise TypeError(f"{cls.__name__}(x) builds a Function object instead of computing anything: "
                         f"call {cls.__name__}.apply(x)")
+    cls.__init__ = __init__
+    names = list(inspect.signature(cls.forward).parameters)
+    if "setup_context" not in vars(cls): names = names[1:]     # the first form: forward(ctx, ...)
+    def apply(klass, *args, **kwargs):
+        if len(args) + len(kwargs) != len(names) or not set(kwargs) <= set(names):
+            got = ", ".join(["x"] * bool(args) + [repr(a) for a in args[1:]] + [f"{k}={v!r}" for k, v in kwargs.items()])
+            hint = _APPLY_HINTS.get(cls.__name__, f"pass {', '.join(names)} only")
+            raise TypeError(f"{cls.__name__}.apply takes {len(names)} argument{'s' * (len(names) != 1)}, {', '.join(names)}, "
+                            f"but got {cls.__name__}.apply({got}): {hint}")
+        return super(cls, klass).apply(*args, **kwargs)
+    cls.apply = classmethod(apply)
+    return cls
+
+# %% ../../nbs/internals/functions.ipynb #1d9fd273
+def _no_args(cls):
+    "Make `cls(x)` (for `cls()(x)`) an error that says to build the layer first, then call it."
+    init = cls.__init__
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:
+            tensor = any(isinstance(a, Tensor) for a in [*args, *kwargs.values()])
+            raise TypeError(f"{cls.__name__} takes no arguments" +
+                            (f": {cls.__name__}(x) passes the input to the constructor; build the layer, then call it: "
+                             f"{cls.__name__}()(x)" if tensor else f" (it has no settings): build it with {cls.__name__}()"))
+        init(self)
     cls.__init__ = __init__
     return cls
