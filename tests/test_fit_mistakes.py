@@ -324,3 +324,13 @@ def test_loader_without_len_steps_the_short_last_group_as_a_mean():
     m1, o1 = make(); run(m1, o1, 1, dls=(dl, valid), grad_accum_steps=3)
     m2, o2 = make(); run(m2, o2, 1, dls=(NoLen(dl), valid), grad_accum_steps=3)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+def test_dataset_yielding_a_list_of_numbers_as_features():
+    "A list of numbers per example is collated into one tensor per feature: model(*inputs) then fails."
+    X, y = blobs()
+    class Listy(torch.utils.data.Dataset):
+        def __len__(self): return 60
+        def __getitem__(self, i): return [float(v) for v in X[i]], y[i]
+    dl = DataLoader(Listy(), batch_size=8)
+    with pytest.raises(TypeError, match=r"torch.tensor\(\[a, b\]\)"): run(dls=(dl, dl))

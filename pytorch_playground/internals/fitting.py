@@ -277,6 +277,14 @@ def _forward(model, xb):
         better = _forward_error(e, model, xb)
         if better is None: raise
         raise better from e
+    except TypeError as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        if not isinstance(xb, (tuple, dict)) or not re.search(r"positional argument|keyword argument|missing", msg): raise
+        how = (f"model(*inputs) with {len(xb)} tensors" if isinstance(xb, tuple) else f"model(**inputs) with keys {list(xb)[:4]}")
+        raise TypeError(f"the inputs of each batch are a {type(xb).__name__}, so fit called {how}, and forward does not take "
+                        f"them (PyTorch says: {msg}). If they are the features of one input (a dataset returning "
+                        "[a, b] as a list of numbers), return one tensor instead, torch.tensor([a, b]); else make "
+                        "forward take one argument per input") from e
 
 # %% ../../nbs/internals/fitting.ipynb #fi100013
 # losses that compare output and target element by element: their shapes must match exactly
