@@ -243,3 +243,74 @@ def test_rank_zero_log_prints_text_entries(capsys):
     RankZeroLog().after_epoch(SimpleNamespace(is_main=True, history=[h], epochs=10))
     out = capsys.readouterr().out
     assert "epoch 3/10" in out and "valid_loss 0.2500" in out and "stopped: EarlyStopping" in out
+
+# --- issue 27: a half-configured launch, run_ranks, and the sweep -------------------------------------------
+@pytest.mark.parametrize("there, missing", [("RANK", "WORLD_SIZE"), ("WORLD_SIZE", "RANK")])
+def test_rank_without_world_size_is_an_error_naming_both(there, missing, monkeypatch):
+    "RANK set without WORLD_SIZE (or the reverse) used to become a silent one-process run."
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv(there, "1")
+    with pytest.raises(DistributedSetupError, match=f"{there} is set .* but {missing} is not.*RANK and WORLD_SIZE"):
+        init_distributed(backend="gloo")
+    assert not dist.is_initialized()
+
+def test_main_reports_a_half_configured_launch_in_one_line(tmp_path, monkeypatch, capsys):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RANK", "0")
+    assert main(["--out", str(tmp_path/"o"), "--backend", "gloo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RANK is set (RANK=0) but WORLD_SIZE is not" in err[0]
+    assert not (tmp_path/"o").exists()
+
+def test_run_ranks_returns_results_and_output(capsys):
+    from pytorch_playground.distributed import run_ranks
+    def total(ctx):
+        t = torch.tensor([ctx.rank + 1.0]); dist.all_reduce(t); print("sum", t.item()); return t.item()
+    assert run_ranks(total) == [3.0, 3.0]
+    assert capsys.readouterr().out.splitlines() == ["[rank 0] sum 3.0", "[rank 1] sum 3.0"]
+
+def test_run_ranks_turns_a_hang_into_a_timeout():
+    from pytorch_playground.distributed import run_ranks
+    import time
+    def rank0_only(ctx):
+        if ctx.rank == 0: dist.all_reduce(torch.ones(1))
+        dist.barrier()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"rank\(s\) \[0, 1\] still running after 2 s.*collective that some ranks never call"):
+        run_ranks(rank0_only, timeout_s=2, quiet=True)
+    assert time.monotonic() - t0 < 20
+
+def test_run_ranks_names_the_failing_rank():
+    from pytorch_playground.distributed import run_ranks
+    def fails(ctx):
+        if ctx.rank == 1: raise ValueError("bad input on rank 1")
+    with pytest.raises(RuntimeError, match="rank 1 failed: ValueError: bad input on rank 1"): run_ranks(fails, quiet=True)
+
+@pytest.mark.parametrize("kwargs, err, message", [
+    (dict(fn=3), TypeError, "fn must be a function"),
+    (dict(fn=lambda ctx: 0, nprocs=0), ValueError, "nprocs must be at least 1"),
+    (dict(fn=lambda ctx: 0, timeout_s=float("nan")), ValueError, "timeout_s must be a positive finite number"),
+])
+def test_run_ranks_bad_arguments(kwargs, err, message):
+    from pytorch_playground.distributed import run_ranks
+    with pytest.raises(err, match=message): run_ranks(**kwargs)
+
+def test_run_ranks_refuses_inside_a_group(tmp_path):
+    from pytorch_playground.distributed import run_ranks
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        with pytest.raises(DistributedSetupError, match="destroy_process_group"): run_ranks(lambda ctx: 0)
+    finally: dist.destroy_process_group()
+
+def test_run_ranks_result_that_cannot_be_sent(capsys):
+    from pytorch_playground.distributed import run_ranks
+    with pytest.raises(RuntimeError, match="cannot be sent back"): run_ranks(lambda ctx: (lambda: 0), quiet=True)
+
+def test_output_dir_expands_home_and_refuses_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert prepare_output_dir("~/ckpt") == tmp_path/"ckpt" and (tmp_path/"ckpt").is_dir()
+    with pytest.raises(ValueError, match="out is an empty path"): prepare_output_dir("")
+
+def test_cli_out_empty_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit): parse_args(["--out", ""])
+    assert "an empty path" in capsys.readouterr().err

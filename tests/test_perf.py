@@ -2,7 +2,8 @@
 import os, sys
 import pytest
 import torch
-from pytorch_playground.perf import Timing, benchmark, compare, verdict, quiet_stderr
+from pytorch_playground.perf import (Timing, benchmark, compare, verdict, quiet_stderr, chance_apart, wait_and_compute,
+                                     plot_repeats, plot_verdicts)
 
 def test_benchmark_counts_its_calls():
     calls = []
@@ -15,7 +16,7 @@ def test_compare_interleaves_and_reports(capsys):
     assert order == ["a", "b"] * 4
     assert r == pytest.approx(ta.median / tb.median)
     out = capsys.readouterr().out
-    assert "speed-up ratio a / b" in out and ("faster" in out or "slower" in out or "overlap" in out)
+    assert "speed-up ratio a / b" in out and "too few repeats for a verdict (3 and 3)" in out
 
 def test_timing_figures():
     t = Timing("x", [1.0, 2.0, 3.0])
@@ -24,10 +25,33 @@ def test_timing_figures():
     assert Timing("zero", [0.0]).spread == 0.0
 
 def test_verdict():
-    a = Timing("a", [2.0, 2.2])
-    assert verdict(a, Timing("b", [1.0, 1.9])) == "every repeat of b was faster"
-    assert verdict(a, Timing("b", [2.3, 3.0])) == "every repeat of b was slower"
-    assert "overlap" in verdict(a, Timing("b", [1.0, 2.0]))   # touching ranges are not a win
+    a = Timing("a", [2.0, 2.2, 2.1, 2.05, 2.15])
+    assert verdict(a, Timing("b", [1.0, 1.9, 1.5, 1.6, 1.7])) == "every repeat of b was faster"
+    assert verdict(a, Timing("b", [2.3, 3.0, 2.5, 2.6, 2.7])) == "every repeat of b was slower"
+    assert "overlap" in verdict(a, Timing("b", [1.0, 2.0, 1.5, 1.6, 1.7]))   # touching ranges are not a win
+
+def test_verdict_needs_five_repeats():
+    "Three repeats each separate two equal versions by chance 10% of the time: no verdict below 1%."
+    assert chance_apart(3, 3) == pytest.approx(0.1) and chance_apart(5, 5) == pytest.approx(2 / 252)
+    v = verdict(Timing("a", [2.0, 2.1, 2.2]), Timing("b", [1.0, 1.1, 1.2]))
+    assert v.startswith("too few repeats for a verdict (3 and 3)") and "10%" in v
+    assert "faster" in verdict(Timing("a", [2.0] * 5), Timing("b", [1.0] * 5))
+
+def test_lazy_work_is_refused():
+    "A function returning a generator did no work when timed: refused, with the fix."
+    with pytest.raises(TypeError, match="returned a generator.*consume it"): benchmark(lambda: (i for i in range(3)))
+    with pytest.raises(TypeError, match="candidate returned a map"): compare(lambda: 0, lambda: map(str, [1]), verbose=False)
+
+def test_wait_and_compute_splits_the_loop():
+    import time
+    dl = [(torch.zeros(2), torch.zeros(2))] * 3
+    wait, compute = wait_and_compute(dl, lambda xb, yb: time.sleep(0.01), batches=3)
+    assert compute >= 0.03 and wait < compute
+
+def test_plots_draw_one_row_per_comparison():
+    import matplotlib; matplotlib.use("Agg")
+    r = {"x": (Timing("a", [2.0] * 5), Timing("b", [1.0] * 5)), "y": (Timing("c", [1.0] * 5), Timing("d", [1.1] * 5))}
+    assert len(plot_repeats(r).get_yticks()) == 2 and len(plot_verdicts(r).get_yticks()) == 2
 
 @pytest.mark.parametrize("times, message", [
     ([], "needs at least one time"),
