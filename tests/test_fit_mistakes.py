@@ -334,3 +334,9 @@ def test_dataset_yielding_a_list_of_numbers_as_features():
         def __getitem__(self, i): return [float(v) for v in X[i]], y[i]
     dl = DataLoader(Listy(), batch_size=8)
     with pytest.raises(TypeError, match=r"torch.tensor\(\[a, b\]\)"): run(dls=(dl, dl))
+
+
+def test_unwrap_finds_the_model_inside_torch_compile():
+    model = make()[0]
+    compiled = torch.compile(model)          # lazy: nothing is compiled until it is called
+    assert ifit._unwrap(compiled) is model and list(ifit._unwrap(compiled).state_dict()) == list(model.state_dict())
