@@ -249,3 +249,60 @@ def test_read_scalars_warning_points_at_the_caller(tmp_path):
     with pytest.warns(UserWarning, match="reading its good records only") as rec:
         read_scalars(tmp_path, strict=False)
     assert rec[0].filename == __file__  # the line that called read_scalars, not the module's insides
+
+
+# --- issue 27: tensorboard cases ---
+
+def _state(model, xb, step=1, epoch=0):
+    from types import SimpleNamespace
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return SimpleNamespace(model=model, opt=opt, xb=xb, step=step, epoch=epoch, loss=1.0,
+                           history=[{"epoch": epoch, "train_loss": 1.0, "valid_loss": 0.5}], is_main=True)
+
+
+def test_second_run_into_one_log_dir_is_refused(tmp_path):
+    from pytorch_playground.training import fit
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    dl = InMemoryLoader(torch.randn(16, 4), torch.randint(0, 2, (16,)), batch_size=8)
+    fit(model, dl, dl, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), 1,
+        callbacks=[TensorBoardCallback(tmp_path/"run")], progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run.*own log_dir"):
+        fit(model, dl, dl, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), 1,
+            callbacks=[TensorBoardCallback(tmp_path/"run")], progress=False)
+    assert len(read_scalars(tmp_path/"run")["train/loss"]) == 2  # the first run is untouched
+
+
+def test_graph_with_tuple_inputs(tmp_path):
+    class Two(nn.Module):
+        def __init__(self): super().__init__(); self.a, self.b = nn.Linear(3, 2), nn.Linear(4, 2)
+        def forward(self, x, y): return self.a(x) + self.b(y)
+    cb = TensorBoardCallback(tmp_path, graph=True)
+    model, xb = Two(), (torch.randn(5, 3), torch.randn(5, 4))
+    st = _state(model, xb)
+    cb.before_fit(_state(model, xb, step=0))
+    cb.after_batch(st)
+    cb.close()
+    acc = EventAccumulator(str(tmp_path/"train")).Reload()
+    assert acc.Tags()["graph"]
+
+
+def test_graph_and_grid_with_dict_inputs_are_skipped_with_a_message(tmp_path):
+    class Dicty(nn.Module):
+        def __init__(self): super().__init__(); self.a = nn.Linear(3, 2)
+        def forward(self, d): return self.a(d["x"])
+    cb = TensorBoardCallback(tmp_path, graph=True, image_every=1)
+    model, xb = Dicty(), {"x": torch.randn(5, 3)}
+    cb.before_fit(_state(model, xb, step=0))
+    with pytest.warns(UserWarning, match="logs no graph: the batch's inputs are a dict"):
+        cb.after_batch(_state(model, xb))
+    with pytest.warns(UserWarning, match=r"logs no image grid: the batch's inputs \(dict\) are not images"):
+        cb.after_epoch(_state(model, xb))
+    cb.close()
+    assert read_scalars(tmp_path)["valid/loss"] == [(1, 0.5)]
+
+
+def test_tilde_log_dir_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cb = TensorBoardCallback("~/tb")
+    assert cb.log_dir == tmp_path/"tb"
