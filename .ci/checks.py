@@ -311,7 +311,8 @@ def step_colab_job():
     "Issue 23: the course installed as Colab's cells install it, on Colab's package versions (.ci/colab.py, `make colab`)."
     out = Path(tempfile.mkdtemp())/"colab.json"
     t0 = time.perf_counter()
-    r = sh([sys.executable, ROOT/".ci/colab.py", "--json", out], timeout=2400)
+    reuse = ["--reuse"] if os.environ.get("PP_COLAB_PREBUILT") else []  # .ci/run builds the venv during the main suite
+    r = sh([sys.executable, ROOT/".ci/colab.py", "--json", out, *reuse], timeout=2400)
     print("      " + (r.stdout + r.stderr).strip()[-5000:].replace("\n", "\n      "))
     if not out.exists():
         RESULTS.append(("make colab: the Colab package set installs", False, time.perf_counter() - t0, r.stderr[-2000:])); return

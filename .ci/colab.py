@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--reuse", action="store_true", help="keep an existing Colab venv (quicker re-runs)")
     ap.add_argument("--only", default="", help="chapters to run, comma-separated (default: all)")
+    ap.add_argument("--build-only", action="store_true", help="only build the venv of Colab's packages (.ci/run does this "
+                    "in the background while the main suite runs, then calls this script again with --reuse)")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True); log = WORK/"colab.log"; log.write_text("")
     venv, t0 = WORK/"venv", time.perf_counter()
@@ -121,6 +123,8 @@ def main():
         sh([venv/"bin"/"python", "-m", "pip", "install", "-q", "--upgrade", "pip"], log)
         sh([venv/"bin"/"python", "-m", "pip", "install", "-q", "-r", CONSTRAINTS], log)
     py = subprocess.run([venv/"bin"/"python", "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True).stdout.strip()
+    if a.build_only:
+        print(f"Colab venv built ({time.perf_counter() - t0:.0f} s): Python {py}, {len(pins)} pinned packages ({date})"); return
     before = freeze(venv)
     off = {k: before.get(k.lower().replace("_", "-")) for k, v in pins.items() if before.get(k.lower().replace("_", "-")) != v}
     if off: raise SystemExit(f"the Colab venv does not hold the listed versions: {off}")
