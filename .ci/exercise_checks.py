@@ -314,10 +314,10 @@ def main(argv=None) -> int:
     ap.add_argument("notebooks", nargs="*", help="notebooks to check (default: every notebook in nbs/ with exercises)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every variant's outcome")
     ap.add_argument("--max-mutants", type=int, default=MAX_MUTANTS, help="mutants per solution block besides drop-last")
-    ap.add_argument("--write-catalogue", action="store_true", help=f"write {CATALOGUE.name} from every chapter's run")
+    ap.add_argument("--write-catalogue", action="store_true", help=f"write {CATALOGUE.name} from the chapters' runs (named "
+                    "chapters: only their entries are replaced)")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.notebooks] or course_notebooks()
-    if args.write_catalogue and args.notebooks: ap.error("--write-catalogue runs every chapter: name no notebook")
     reps, bad = [], 0
     for p in paths:
         rep = check_notebook(p, args.max_mutants); reps.append(rep)
@@ -327,7 +327,12 @@ def main(argv=None) -> int:
     n, c = sum(len(r["mutants"]) for r in reps), sum(sum(m[2] for m in r["mutants"]) for r in reps)
     print(f"mutants caught over {len(reps)} notebooks: {c}/{n}" + (f" ({100 * c / n:.1f}%)" if n else ""))
     if args.write_catalogue:
-        CATALOGUE.write_text(json.dumps(catalogue(reps), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        new = catalogue(reps)
+        if args.notebooks and CATALOGUE.exists():  # keep the other chapters' entries
+            mine = {n for p in paths for n in expected_checks(json.loads(Path(p).read_text(encoding="utf-8")))}
+            old = json.loads(CATALOGUE.read_text(encoding="utf-8")).get("mistakes", {})
+            new["mistakes"] = dict(sorted({**{k: v for k, v in old.items() if k not in mine}, **new["mistakes"]}.items()))
+        CATALOGUE.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {CATALOGUE.relative_to(ROOT)}")
     low = n and c / n < MIN_CAUGHT
     if low: print(f"below the {100 * MIN_CAUGHT:.0f}% floor")
