@@ -76,7 +76,8 @@ def step_hygiene():
             counts = [c["execution_count"] for c in code if c.get("execution_count") is not None]
             if counts != sorted(counts) or len(set(counts)) != len(counts):
                 raise AssertionError("execution counts out of order: run the notebook top to bottom in a fresh kernel")
-            if code and not any(c.get("outputs") for c in code): raise AssertionError("no saved outputs")
+            if code and not any(c.get("outputs") for c in code) and rel(p).count("/") == 0:
+                raise AssertionError("no saved outputs")  # a chapter shows what it runs; an internals notebook may be all silent checks
             if nb.get("metadata", {}).get("kernelspec", {}).get("name") != "python3":
                 raise AssertionError("no python3 kernelspec: run `python .ci/kernelspec.py`")
         record(f"{rel(p)}: saved outputs, no errors, run in order", f)
