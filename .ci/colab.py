@@ -23,6 +23,7 @@ CONSTRAINTS = ROOT/".ci"/"colab-constraints.txt"
 COLAB_PYTHON = "3.13"
 sys.path.insert(0, str(ROOT/".ci"))
 import colab_cells as cc
+from compat import sh  # run quietly into a log; raise with the log's tail on failure
 
 def newest_python() -> str:
     "The newest CPython on this machine: python3.13 ... python3.10 on PATH, or pyenv's, else this one."
@@ -33,14 +34,6 @@ def newest_python() -> str:
         r = subprocess.run([exe, "-c", "import venv, sys; print(sys.version.split()[0])"], capture_output=True, text=True)
         if r.returncode == 0: return exe
     return sys.executable
-
-def sh(cmd, log: Path, **kw):
-    with open(log, "a") as f:
-        f.write(f"\n$ {' '.join(map(str, cmd))}\n"); f.flush()
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, **kw)
-    if r.returncode:
-        raise SystemExit(f"`{' '.join(map(str, cmd[:6]))} ...` exited {r.returncode}; last lines of {log}:\n"
-                         + "\n".join(log.read_text().splitlines()[-25:]))
 
 def freeze(venv: Path) -> dict[str, str]:
     r = subprocess.run([venv/"bin"/"python", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
