@@ -189,10 +189,10 @@ def step_kernel():
         record(f"kernel run from its folder, outputs current: {rel(p)}", f)
     for k, v in KTIMES.items(): print(f"kernel runs ({k}): {sum(v.values()):.0f} s in all")
 
-# chapters opened in JupyterLab: 00 (the first a learner runs), 04 (tqdm bars and loss plots), 02 (image grids).
+# chapters opened in JupyterLab: 00 (the first a learner runs), 04 (loss plots; its progress bars, when saved), 02 (image grids).
 # Each must render on the page every image and finished progress bar that its saved Run All holds, and at
 # least the counts below (so a chapter that stopped drawing its plots or bars fails too).
-BROWSER = {"00_tensors.ipynb": {"images": 1}, "04_training.ipynb": {"images": 3, "bars": 2}, "02_data.ipynb": {"images": 4}}
+BROWSER = {"00_tensors.ipynb": {"images": 1}, "04_training.ipynb": {"images": 3}, "02_data.ipynb": {"images": 4}}
 
 def step_browser():
     try: lp.chromium_path()
