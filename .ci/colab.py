@@ -56,11 +56,10 @@ def install_commands(t: Path) -> list[list[str]]:
         for c in nb["cells"]:
             s = cc._src(c)
             if c["cell_type"] != "code" or cc.GUARD not in s: continue
-            for line in s.splitlines():
-                if (m := re.match(r"\s*!pip\s+(install\s.*)$", line)):
-                    if url not in m[1]: raise SystemExit(f"{p.name}: the install cell does not use settings.ini's git_url {url}")
-                    args = shlex.split(m[1].replace(url, t.resolve().as_uri()))
-                    if args not in cmds: cmds.append(args)
+            lines = [l.strip()[1:] for l in s.splitlines() if l.strip().startswith("!")]  # the shell lines, in order
+            if not any(url in l for l in lines): raise SystemExit(f"{p.name}: the install cell does not use settings.ini's git_url {url}")
+            lines = [l.replace(url, t.resolve().as_uri()) for l in lines]
+            if lines not in cmds: cmds.append(lines)
     return cmds
 
 RUNNER = r'''
@@ -125,9 +124,11 @@ def main():
     print(f"Colab venv ({t1 - t0:.0f} s): Python {py} (Colab's CPU runtime: {COLAB_PYTHON}), {len(pins)} pinned packages from "
           f"{CONSTRAINTS.relative_to(ROOT)} ({date}), {len(before)} in all")
     cmds = install_commands(t)
-    for args in cmds:
-        print("pip " + " ".join(shlex.quote(x) for x in args).replace(t.resolve().as_uri(), "<checkout>"))
-        sh([venv/"bin"/"python", "-m", "pip", *args], log, cwd=t)
+    env = {**os.environ, "PATH": f"{venv/'bin'}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
+    for lines in cmds:  # each cell's shell lines word for word, `pip` being the Colab venv's
+        for line in lines:
+            print(line.replace(t.resolve().as_uri(), "<checkout>"))
+            sh(["bash", "-c", line], log, cwd=t, env=env)
     after = freeze(venv)
     changed = {k: f"{v} -> {after.get(k, 'removed')}" for k, v in before.items() if after.get(k) != v}
     added = sorted(k for k in after if k not in before)

@@ -44,13 +44,17 @@ def badge(name: str, cfg: dict) -> str:
     url = f"https://colab.research.google.com/github/{repo}/blob/{cfg['branch']}/student/{name}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
+KEEP = "/tmp/preinstalled.txt"
+
 def pip_line(nb: dict, cfg: dict) -> str:
     ex = extras(nb)
     spec = f"{cfg['lib_name']}{'[' + ','.join(ex) + ']' if ex else ''} @ git+{cfg['git_url'].rstrip('/')}.git"
-    return f'!pip install -q "{spec}"'
+    return f'!pip install -q -c {KEEP} "{spec}"'
 
 def install_cell(nb: dict, cfg: dict) -> str:
+    "Pin what is installed (pip freeze, less direct links, which pip refuses as constraints), then install on top."
     return ("#| hide\nimport sys\n" + GUARD + "  # only on Colab: install the course; Colab's own packages stay as they are\n"
+            f"    !pip freeze --exclude {cfg['lib_name']} | grep -v ' @ ' > {KEEP}\n"
             f"    {pip_line(nb, cfg)}")
 
 def _is_solution(c) -> bool:
