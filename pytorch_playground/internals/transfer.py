@@ -167,6 +167,7 @@ class MissedParametersWarning(UserWarning):
 _WATCHED: list = []        # (weakref to a parameter, weakref to its model, what made it trainable)
 _VERSION = [0]             # bumped by every _watch, so that each optimiser checks again
 _HOOK: list = []
+_CHECKED = weakref.WeakKeyDictionary()   # optimiser -> the state it was last checked in (kept per copy of this module)
 
 def _watch(model: nn.Module, params, why: str) -> None:
     "Remember `params` of `model`, made trainable by `why`, for the optimiser step check."
@@ -180,8 +181,8 @@ def _watch(model: nn.Module, params, why: str) -> None:
 def _check_step(opt, args, kwargs) -> None:
     "Global step pre-hook: warn once per optimiser that misses watched parameters of a model it trains."
     key = (_VERSION[0], len(opt.param_groups))
-    if opt.__dict__.get("_pp_watch_key") == key: return   # nothing changed since the last check
-    opt.__dict__["_pp_watch_key"] = key
+    if _CHECKED.get(opt) == key: return   # nothing changed since the last check
+    _CHECKED[opt] = key
     held = {id(p) for g in opt.param_groups for p in g["params"]}
     missed = {}
     for pref, mref, why in _WATCHED:
