@@ -17,7 +17,7 @@ from .internals.fitting import (
     _autocast_dtype, _PER_BATCH_SCHEDULERS, _batch, _forward, _check_output, _check_loss, _loss_error,
     _weights_finite, _metric_value, _probe_metrics, _atomic_save, _CKPT_FORMAT, _checkpoint_path, _prepare_dir,
     _release_lock, _read_last, _check_last, _restore, _rng_state, _set_rng_state, _generators,
-    _is_distributed, _all_sum, _all_gather, _on_main, _tqdm, _bar)
+    _is_distributed, _all_sum, _all_gather, _average_grads, _on_main, _tqdm, _bar)
 
 # %% auto #0
 __all__ = ['FitState', 'accuracy', 'fit']
@@ -166,6 +166,7 @@ def _train_epoch(state: FitState, model, plan: _Plan, bar) -> tuple[float, int]:
         for g in state.opt.param_groups:
             for p in g["params"]:
                 if p.grad is not None: p.grad.mul_(k / m)   # so rescale: the mean over m batches, as with len()
+        _average_grads(model)   # DDP: every backward of this group ran under no_sync
         _optimizer_step(state, plan)
     return total, count
 

@@ -254,6 +254,14 @@ def test_rank_without_world_size_is_an_error_naming_both(there, missing, monkeyp
         init_distributed(backend="gloo")
     assert not dist.is_initialized()
 
+def test_local_rank_alone_is_an_error(monkeypatch):
+    "LOCAL_RANK without RANK and WORLD_SIZE used to become a silent one-process run."
+    for k in ("RANK", "WORLD_SIZE"): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(DistributedSetupError, match="LOCAL_RANK is set .* but RANK and WORLD_SIZE are not"):
+        init_distributed(backend="gloo")
+    assert not dist.is_initialized()
+
 def test_main_reports_a_half_configured_launch_in_one_line(tmp_path, monkeypatch, capsys):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"): monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("RANK", "0")

@@ -340,3 +340,29 @@ def test_unwrap_finds_the_model_inside_torch_compile():
     model = make()[0]
     compiled = torch.compile(model)          # lazy: nothing is compiled until it is called
     assert ifit._unwrap(compiled) is model and list(ifit._unwrap(compiled).state_dict()) == list(model.state_dict())
+
+
+def test_ddp_loader_without_len_averages_the_short_last_group_over_the_ranks():
+    "Under DDP the short last group's backward passes all run under no_sync: fit averages those gradients itself."
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from pytorch_playground.distributed import run_ranks
+    class NoLen:
+        def __init__(self, dl): self.dl = dl
+        def __iter__(self): return iter(self.dl)
+    def train(ctx, wrap):
+        X, y = blobs(seed=ctx.rank)                                   # each rank its own data
+        dl = DataLoader(TensorDataset(X[:40], y[:40]), batch_size=8)  # 5 batches: groups of 3 and 2
+        model, opt = make()
+        run(DDP(model), opt, 1, dls=(wrap(dl), loaders()[1]), grad_accum_steps=3)
+        return [p.detach().clone() for p in model.parameters()]
+    with_len = run_ranks(lambda ctx: train(ctx, lambda dl: dl), quiet=True)
+    no_len = run_ranks(lambda ctx: train(ctx, NoLen), quiet=True)
+    for ranks in (with_len, no_len):                                  # the ranks agree after the last step
+        assert all(torch.equal(a, b) for a, b in zip(*ranks))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(with_len[0], no_len[0]))
+
+
+def test_local_rank_without_world_size_is_refused(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE"): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ValueError, match="LOCAL_RANK=0 is set but WORLD_SIZE is not"): run()

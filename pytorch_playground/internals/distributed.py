@@ -43,7 +43,12 @@ def _check_context(ctx):
 def _env_ranks() -> tuple[int, int, int]|None:
     "RANK, WORLD_SIZE and LOCAL_RANK from the environment, checked; None when neither RANK nor WORLD_SIZE is set."
     has = {k: k in os.environ for k in ("RANK", "WORLD_SIZE")}
-    if not any(has.values()): return None
+    if not any(has.values()):
+        if "LOCAL_RANK" in os.environ:
+            raise DistributedSetupError(f"LOCAL_RANK is set (LOCAL_RANK={os.environ['LOCAL_RANK']}) but RANK and WORLD_SIZE "
+                                        "are not: a job needs all three (torchrun sets them); launch with torchrun, or "
+                                        "unset LOCAL_RANK for a one-process run")
+        return None
     if not all(has.values()):
         there, missing = ("RANK", "WORLD_SIZE") if has["RANK"] else ("WORLD_SIZE", "RANK")
         raise DistributedSetupError(f"{there} is set ({there}={os.environ[there]}) but {missing} is not: a job needs both "

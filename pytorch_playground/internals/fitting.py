@@ -640,10 +640,17 @@ def _on_main(fn):
     if err is not None: raise err
 
 def _check_env():
-    "RANK without WORLD_SIZE is a half-set torchrun environment: say so rather than train one process silently."
-    if "RANK" in os.environ and "WORLD_SIZE" not in os.environ and not _is_distributed():
-        raise ValueError(f"RANK={os.environ['RANK']} is set but WORLD_SIZE is not, so this would train as one lone "
-                         "process: launch with torchrun (which sets both), or unset RANK for a single-process run")
+    "RANK or LOCAL_RANK without WORLD_SIZE is a half-set torchrun environment: say so rather than train one process silently."
+    for k in ("RANK", "LOCAL_RANK"):
+        if k in os.environ and "WORLD_SIZE" not in os.environ and not _is_distributed():
+            raise ValueError(f"{k}={os.environ[k]} is set but WORLD_SIZE is not, so this would train as one lone "
+                             f"process: launch with torchrun (which sets both), or unset {k} for a single-process run")
+
+def _average_grads(model):
+    "Average every gradient over the ranks by hand: for a step whose backward passes all ran under DDP's no_sync."
+    if not (_is_distributed() and isinstance(model, nn.parallel.DistributedDataParallel)): return
+    for p in model.parameters():
+        if p.grad is not None: dist.all_reduce(p.grad); p.grad.div_(dist.get_world_size())
 
 # %% ../../nbs/internals/fitting.ipynb #fi100029
 def _tqdm():
