@@ -34,7 +34,7 @@ def extras(nb: dict) -> list[str]:
     "The package extras a chapter's code imports: `export` (ONNX) and `lightning`."
     code = "\n".join(_src(c) for c in nb["cells"] if c["cell_type"] == "code")
     out = []
-    uses = lambda mods: re.search(rf"\bimport\s+[\w., ]*(?<![\w.])({mods})\b|\bfrom\s+({mods})\b|find_spec\(\s*[\"']({mods})[\"']", code)
+    uses = lambda mods: re.search(rf"\bimport\s+[\w., ]*(?<![\w.])({mods})\b|\bfrom\s+({mods})\b|(?:find_spec|import_module)\(\s*[\"']({mods})[\"']", code)
     if uses(r"onnx|onnxruntime|onnxscript|pytorch_playground\.export"): out.append("export")
     if uses(r"lightning|pytorch_lightning"): out.append("lightning")
     return out
