@@ -209,9 +209,18 @@ def _strip_meta(obj, where: str):
 # %% ../../nbs/internals/exercises.ipynb #3ac40057
 #| include: false
 _DOCS_ONLY = ("#| code-fold: true", '#| code-summary: "Solution"')  # the docs fold solutions; a learner copy has none
+_SLOW_NOTE = "#| slow\n# A slow cell: its output was saved from the course's own run. Re-running it can take minutes on a CPU."
+
+def _flags(src: str) -> set[str]:
+    "The nbdev flags (`#| slow`, `#| cuda`) at the top of a cell."
+    out = set()
+    for line in src.splitlines():
+        if not (s := line.replace(" ", "")).startswith("#|"): break
+        out.add(s[2:])
+    return out
 
 def learner_notebook(path) -> dict:
-    "The learner copy of one notebook, in memory: solutions stubbed, wrong answers gone, outputs cleared."
+    "The learner copy of one notebook, in memory: solutions stubbed, wrong answers gone, outputs cleared (but a slow cell's)."
     path = Path(path)
     nb = read_notebook(path)
     for i, cell in enumerate(nb["cells"]):
@@ -219,7 +228,12 @@ def learner_notebook(path) -> dict:
         try: blocks, cell["source"] = exercise_blocks(_src(cell), is_code), strip_solutions(_src(cell), is_code)
         except ValueError as e: raise ValueError(f"{where}: {e}") from None
         cell["metadata"] = _strip_meta(cell.get("metadata", {}), where)
-        if is_code: cell["outputs"], cell["execution_count"] = [], None
+        if is_code and "slow" in _flags(cell["source"]):   # a measured result that takes minutes: keep what it printed
+            cell["source"] = cell["source"].replace("#| slow", _SLOW_NOTE, 1)
+            for o in cell.get("outputs", []):
+                if "execution_count" in o: o["execution_count"] = None
+            cell["execution_count"] = None
+        elif is_code: cell["outputs"], cell["execution_count"] = [], None
         if is_code and any(b["kind"] == "solution" for b in blocks):
             cell["metadata"].setdefault("tags", []).append("exercise")
             cell["source"] = "\n".join(l for l in cell["source"].splitlines() if l.strip() not in _DOCS_ONLY)
@@ -349,14 +363,6 @@ def exercise_results(nb: dict) -> dict[str, bool]:
 
 # %% ../../nbs/internals/exercises.ipynb #91b87c05
 #| include: false
-def _flags(src: str) -> set[str]:
-    "The nbdev flags (`#| slow`, `#| cuda`) at the top of a cell."
-    out = set()
-    for line in src.splitlines():
-        if not (s := line.replace(" ", "")).startswith("#|"): break
-        out.add(s[2:])
-    return out
-
 def run_notebook(path, cwd=None, timeout: int=600, allow_errors: bool=True, kernel_name: str="python3",
                  skip_flags=("slow", "cuda")):
     "Execute a notebook in a fresh Jupyter kernel (nbclient), skipping flagged cells; return the executed notebook."
