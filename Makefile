@@ -70,15 +70,13 @@ docs: install
 	$(BIN)/nbdev_proc_nbs
 	rm -f nbs/nbdev.yml  # written for Quarto beside the chapters; not part of the course
 
-# Kernels over local IPC sockets in a private folder: no TCP port, no "without encryption" warning
-IPC = --KernelManager.transport=ipc --KernelManager.ip=$$(mktemp -d)/kernel
 
-# Re-run one notebook top to bottom in a fresh kernel, save its outputs, clean it:
-#   make nb NB=nbs/00_tensors.ipynb
+# Re-run one notebook top to bottom in a fresh kernel, save its outputs, clean it. Slow and cuda cells keep
+# their saved (measured) outputs unless SLOW=1:
+#   make nb NB=nbs/00_tensors.ipynb        make nb NB=nbs/04_training.ipynb SLOW=1
 nb: install
 	$(BIN)/nbdev_export
-	cd $(dir $(NB)) && $(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=900 $(IPC) $(notdir $(NB))
+	$(BIN)/python .ci/run_nb.py $(NB) $(if $(SLOW),--slow,)
 	$(BIN)/nbdev_clean --fname $(NB)
 	$(BIN)/nbdev_export
 
