@@ -74,8 +74,8 @@ except Exception as e: err = f"{type(e).__name__}: {str(e)[-1500:]}"
 json.dump({"seconds": time.perf_counter() - t0, "error": err}, open(out, "w"))
 '''
 
-def run_all(venv: Path, t: Path, only: list[str]|None) -> dict[str, dict]:
-    "Every chapter (and the front page) top to bottom in a fresh kernel of the Colab venv, two at a time."
+def run_all(venv: Path, t: Path, only: list[str]|None, jobs: int=2) -> dict[str, dict]:
+    "Every chapter (and the front page) top to bottom in a fresh kernel of the Colab venv, `jobs` at a time."
     nbs = [p for p in sorted((t/"nbs").glob("*.ipynb")) if not p.name.startswith(("_", ".")) and (not only or p.name in only)]
     (WORK/"runner.py").write_text(RUNNER)
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PATH": f"{venv/'bin'}:{os.environ.get('PATH', '')}",
@@ -83,7 +83,7 @@ def run_all(venv: Path, t: Path, only: list[str]|None) -> dict[str, dict]:
     env.pop("PYTHONPATH", None)
     res, queue, running = {}, list(nbs), []
     while queue or running:
-        while queue and len(running) < 2:
+        while queue and len(running) < jobs:
             p = queue.pop(0); out = WORK/f"{p.stem}.json"; out.unlink(missing_ok=True)
             running.append((p, out, subprocess.Popen([venv/"bin"/"python", WORK/"runner.py", p, out], env=env, cwd=p.parent,
                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--reuse", action="store_true", help="keep an existing Colab venv (quicker re-runs)")
     ap.add_argument("--only", default="", help="chapters to run, comma-separated (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="notebooks run at once (each kernel uses every core, as on Colab)")
     ap.add_argument("--build-only", action="store_true", help="only build the venv of Colab's packages (.ci/run does this "
                     "in the background while the main suite runs, then calls this script again with --reuse)")
     a = ap.parse_args()
@@ -135,7 +136,7 @@ def main():
     t2 = time.perf_counter()
     print(f"install cells ({t2 - t1:.0f} s): {len(cmds)} distinct commands; {len(changed)} of {len(before)} preinstalled "
           f"packages changed version{': ' + str(changed) if changed else ''}; {len(added)} added: {', '.join(added)}")
-    res = run_all(venv, t, a.only.split(",") if a.only else None)
+    res = run_all(venv, t, a.only.split(",") if a.only else None, a.jobs)
     t3 = time.perf_counter()
     ok = sum(not r["error"] for r in res.values())
     print(f"every chapter in a fresh kernel, slow cells included: {ok} of {len(res)} pass ({t3 - t2:.0f} s); "

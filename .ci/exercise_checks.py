@@ -328,10 +328,11 @@ def main(argv=None) -> int:
     print(f"mutants caught over {len(reps)} notebooks: {c}/{n}" + (f" ({100 * c / n:.1f}%)" if n else ""))
     if args.write_catalogue:
         new = catalogue(reps)
-        if args.notebooks and CATALOGUE.exists():  # keep the other chapters' entries
+        if args.notebooks and CATALOGUE.exists():  # keep the other chapters' entries (a renamed exercise's old one goes)
             mine = {n for p in paths for n in expected_checks(json.loads(Path(p).read_text(encoding="utf-8")))}
+            others = {n for names in new["chapters"].values() for n in names} - mine
             old = json.loads(CATALOGUE.read_text(encoding="utf-8")).get("mistakes", {})
-            new["mistakes"] = dict(sorted({**{k: v for k, v in old.items() if k not in mine}, **new["mistakes"]}.items()))
+            new["mistakes"] = dict(sorted({**{k: v for k, v in old.items() if k in others}, **new["mistakes"]}.items()))
         CATALOGUE.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {CATALOGUE.relative_to(ROOT)}")
     low = n and c / n < MIN_CAUGHT
